@@ -1,0 +1,896 @@
+"""Multiple-choice question (MCQ) format: build, parse, validate and render.
+
+The model in LoRA Studio is fine-tuned to write Vietnamese informatics MCQs in
+exactly one canonical text layout (see :func:`format_mcq`).  Everything that
+produces training text or reads model output goes through this module, so the
+format is defined in one place only.
+
+Parsing is deliberately forgiving: a small model after a short fine-tune does
+not always reproduce the layout to the letter, and teachers paste questions
+from Word documents in many house styles.  Validation is then strict, and it
+reports *why* an MCQ is unusable with stable reason codes that the GUI can
+translate.
+
+This module uses the standard library only and never imports gradio.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "MCQ_QUESTION_PREFIX",
+    "MCQ_ANSWER_PREFIX",
+    "LETTERS",
+    "MCQ",
+    "MCQCheck",
+    "format_mcq",
+    "parse_mcq",
+    "validate_mcq",
+    "summarize",
+    "describe_reasons",
+    "render_mcq_html",
+    "render_printable_html",
+    "mcqs_to_rows",
+    "REASONS",
+    "REASON_CODES",
+    "NO_QUESTION",
+    "MISSING_OPTIONS",
+    "EXTRA_OPTIONS",
+    "EMPTY_OPTION",
+    "DUPLICATE_OPTIONS",
+    "NO_ANSWER",
+    "ANSWER_NOT_IN_ABCD",
+    "ANSWER_OPTION_MISSING",
+    "CSV_COLUMNS",
+]
+
+# ---------------------------------------------------------------------------
+# Canonical format
+# ---------------------------------------------------------------------------
+
+MCQ_QUESTION_PREFIX = "Câu hỏi:"
+MCQ_ANSWER_PREFIX = "Đáp án:"
+
+#: The four option letters of a well-formed MCQ, in order.
+LETTERS: tuple[str, ...] = ("A", "B", "C", "D")
+
+# Letters the parser recognises as option markers.  Going past D lets us
+# *detect* extra options (a common failure: the model invents an "E.") instead
+# of silently gluing them onto the question; stopping at H keeps ordinary
+# words such as "I" or "X" from looking like options.
+_OPTION_LETTERS = "ABCDEFGH"
+
+
+def _clean_option_for_format(letter: str, text: str) -> str:
+    """Return ``text`` as one line, without a duplicated ``letter.`` marker."""
+    text = text.strip()
+    # Datasets often store options already labelled ("A. foo"); without this the
+    # model would learn "A. A. foo".  Only the option's own letter is removed so
+    # that a genuine text like "B. ..." inside option A survives.
+    m = re.match(rf"^\(?{letter}\s*[.):]\)?\s+", text, flags=re.IGNORECASE)
+    if m and text[m.end():].strip():
+        text = text[m.end():]
+    # An option must stay on one line: a newline would make the parser treat the
+    # remainder as noise and the model would learn a broken layout.
+    return re.sub(r"\s*\n\s*", " ", text).strip()
+
+
+def _normalize_answer_letter(answer: str) -> str:
+    """Turn ``"b"``, ``" B. "``, ``"(B)"`` into ``"B"``; raise if not A-D."""
+    letter = answer.strip().strip("().:").strip().upper()
+    if letter not in LETTERS:
+        raise ValueError(f"answer must be one of A, B, C, D, got {answer!r}")
+    return letter
+
+
+def format_mcq(question: str, options: Sequence[str], answer: str) -> str:
+    """Build the canonical MCQ text the model is trained to produce.
+
+    The layout is exactly::
+
+        Câu hỏi: <question>
+        A. <option>
+        B. <option>
+        C. <option>
+        D. <option>
+        Đáp án: X.
+
+    with no trailing newline.  This is the single source of the format: the
+    training templates call it, and :func:`parse_mcq` round-trips it.
+
+    Args:
+        question: The question stem.  Surrounding whitespace is removed;
+            internal newlines (e.g. a code snippet) are kept.
+        options: Exactly four option texts, in A-D order.  A leading marker of
+            the option's own letter (``"A. foo"`` at position A) is removed and
+            internal newlines are folded into spaces.
+        answer: The key letter; case, surrounding spaces, parentheses and a
+            trailing dot are tolerated (``"b"``, ``"(B)"``, ``"B."``).
+
+    Returns:
+        The canonical MCQ text.
+
+    Raises:
+        ValueError: If there are not exactly four options, the question or an
+            option is empty, or the answer is not one of A-D.  Training on such
+            an item would teach the model a broken format, so it fails loudly.
+    """
+    if isinstance(options, str) or len(options) != len(LETTERS):
+        raise ValueError(f"format_mcq needs exactly 4 options, got {options!r}")
+    stem = question.strip()
+    if not stem:
+        raise ValueError("format_mcq needs a non-empty question")
+    lines = [f"{MCQ_QUESTION_PREFIX} {stem}"]
+    for letter, text in zip(LETTERS, options):
+        cleaned = _clean_option_for_format(letter, str(text))
+        if not cleaned:
+            raise ValueError(f"format_mcq: option {letter} is empty")
+        lines.append(f"{letter}. {cleaned}")
+    lines.append(f"{MCQ_ANSWER_PREFIX} {_normalize_answer_letter(answer)}.")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------
+# Data classes
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MCQ:
+    """One parsed multiple-choice question.
+
+    Attributes:
+        question: The question stem, or ``None`` if none was found.
+        options: Option letter (uppercase) -> option text, for every letter
+            found, in letter order.  May contain letters beyond D.
+        answer: The answer key as written, uppercased (normally one letter), or
+            ``None`` if there is no answer line.
+        raw: The text the MCQ was parsed from, unchanged.  Excluded from
+            equality so that two spellings of the same MCQ compare equal.
+    """
+
+    question: str | None
+    options: dict[str, str]
+    answer: str | None
+    raw: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class MCQCheck:
+    """Result of :func:`validate_mcq`.
+
+    Attributes:
+        valid: ``True`` when ``reasons`` is empty.
+        reasons: Reason codes (see :data:`REASONS`), in :data:`REASON_CODES` order.
+        mcq: The MCQ that was checked.
+    """
+
+    valid: bool
+    reasons: tuple[str, ...]
+    mcq: MCQ
+
+
+# ---------------------------------------------------------------------------
+# Parsing
+# ---------------------------------------------------------------------------
+
+# Markdown emphasis the model (or a pasted document) sometimes wraps around
+# prefixes, e.g. "**Câu 1:**" or "**Đáp án:** B".
+_MD = r"[*_]{0,2}"
+
+# "Câu hỏi:", "Câu hỏi 1:", "Câu hỏi số 1.", "Câu 1:", "Question 2)".  A bare
+# "Câu" must be followed by a number, because many Vietnamese questions
+# genuinely start with "Câu lệnh ..." ("the statement ...").  A separator (or end
+# of line) is required so that "Câu hỏi nào ..." is not taken as a prefix.
+_QUESTION_RE = re.compile(
+    rf"^[#>\s]*{_MD}"
+    r"(?:câu\s*hỏi(?:\s*(?:số\s*)?\d+)?|câu\s*(?:số\s*)?\d+|question(?:\s*\d+)?)"
+    rf"\s*{_MD}\s*(?:[:.)：\-–—]|$){_MD}\s*(?P<text>.*)$",
+    re.IGNORECASE | re.DOTALL,
+)
+
+# "Đáp án: B", "Đáp án đúng là B", "**Đáp án:** (B)", "Answer: B".
+_ANSWER_RE = re.compile(
+    rf"^[#>\s]*{_MD}(?:đáp\s*án|answer)(?:\s+đúng)?(?:\s+là)?\s*{_MD}\s*"
+    rf"(?P<sep>[:：=\-–—])?\s*{_MD}\s*(?P<rest>.*)$",
+    re.IGNORECASE | re.DOTALL,
+)
+
+# A single key letter, alone or followed by punctuation/option text: "B",
+# "B.", "(B)", "B. Mảng".  The negative look-ahead stops "Đáp án nào ..." (a
+# question!) from yielding the answer "N".
+_ANSWER_LETTER_RE = re.compile(r"^\(?\s*(?P<letter>[A-Za-z])\s*\)?(?!\w)")
+
+# Used to cut an answer that shares a line with other text
+# ("D. 42 Đáp án: B").  A colon and a capital "Đ" are required: stems very
+# often say "Chọn đáp án đúng: ..." ("choose the correct answer"), and that
+# lowercase mid-sentence phrase must stay part of the question.
+_INLINE_ANSWER_SPLIT_RE = re.compile(
+    rf"(?<=\S)\s+(?={_MD}(?:Đáp\s*án|ĐÁP\s*ÁN)(?:\s+đúng|\s+ĐÚNG)?"
+    rf"(?:\s+là|\s+LÀ)?\s*{_MD}\s*[:：])"
+)
+
+# Option lines: "A. x", "A) x", "A: x", "A - x", "a. x", "- A. x", "**A.** x".
+# Whitespace (or end of line) is required after the separator so that code in
+# an unprefixed stem ("a:=a+1", "a.append(1)") is not mistaken for an option.
+_OPTION_RE = re.compile(
+    rf"^(?:[-*•+]\s+)?{_MD}(?P<letter>[{_OPTION_LETTERS}{_OPTION_LETTERS.lower()}])"
+    rf"\s*(?P<sep>[.):\-–—]){_MD}(?:\s+|$)(?P<text>.*)$",
+    re.DOTALL,
+)
+# "(A) x" / "(a)x": the parentheses are unambiguous, so no space is required.
+_PAREN_OPTION_RE = re.compile(
+    rf"^(?:[-*•+]\s+)?{_MD}\(\s*(?P<letter>[{_OPTION_LETTERS}{_OPTION_LETTERS.lower()}])"
+    rf"\s*\){_MD}\s*(?P<text>.*)$",
+    re.DOTALL,
+)
+
+# Characters that vary between editors but carry no meaning here.
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"), None)
+_SPACES = dict.fromkeys(map(ord, "\u00a0\u2007\u202f\u3000"), " ")
+
+
+def _normalize_text(text: str) -> str:
+    """NFC-normalise and unify line endings and exotic spaces."""
+    # Vietnamese may arrive decomposed (NFD, e.g. from macOS or some PDFs); the
+    # regexes and the duplicate check compare code points, so compose first.
+    text = unicodedata.normalize("NFC", text)
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text.translate(_INVISIBLE).translate(_SPACES)
+
+
+def _marker_pattern(letter: str, style: str) -> re.Pattern[str]:
+    """Regex for an inline option marker of ``letter`` in ``style``.
+
+    ``style`` is the separator character (``.``, ``)``, ``:``, ``-``) or
+    ``"paren"`` for ``(A)``.  The marker must be preceded by whitespace (group
+    ``gap``) and followed by whitespace or the end of the text.
+    """
+    if style == "paren":
+        marker = rf"\(\s*{letter}\s*\)"
+    elif style in "-–—":
+        # Hyphens only count with a space on both sides ("A - x"): "x-y" is text.
+        marker = rf"{letter}\s+[-–—]"
+    else:
+        marker = rf"{letter}\s*{re.escape(style)}"
+    return re.compile(rf"(?P<gap>\s+){marker}(?=\s|$)")
+
+
+def _chain_options(
+    text: str, next_index: int, lower: bool, style: str, *, min_markers: int
+) -> tuple[str, list[tuple[str, str]]] | None:
+    """Split ``text`` at consecutive inline option markers.
+
+    Finds markers for ``_OPTION_LETTERS[next_index]``, the letter after it, and
+    so on, strictly in order and all in the same case and style.  The chain is
+    accepted only if it is convincing: it runs at least to D, or every marker
+    is preceded by a wide gap (tab or 2+ spaces, the usual two-column layout
+    "A. x    B. y").  This keeps option texts such as "x B. y" intact.
+
+    Args:
+        text: Text that may contain inline options.
+        next_index: Index in ``_OPTION_LETTERS`` of the first marker to find.
+        lower: Whether the markers use lowercase letters.
+        style: Separator style, see :func:`_marker_pattern`.
+        min_markers: Minimum number of markers for the chain to count.
+
+    Returns:
+        ``(head, [(letter, text), ...])`` where ``head`` is the text before the
+        first marker, or ``None`` if no convincing chain was found.
+    """
+    found: list[tuple[int, int, str, str]] = []
+    pos = 0
+    for letter in _OPTION_LETTERS[next_index:]:
+        shown = letter.lower() if lower else letter
+        m = _marker_pattern(shown, style).search(text, pos)
+        if m is None:
+            break
+        found.append((m.start(), m.end(), letter, m.group("gap")))
+        pos = m.end()
+    if len(found) < min_markers:
+        return None
+    reaches_d = _OPTION_LETTERS.index(found[-1][2]) >= _OPTION_LETTERS.index("D")
+    wide = all("\t" in gap or len(gap) >= 2 for *_, gap in found)
+    if not (reaches_d or wide):
+        return None
+    head = text[: found[0][0]]
+    parts = []
+    for i, (_, end, letter, _) in enumerate(found):
+        stop = found[i + 1][0] if i + 1 < len(found) else len(text)
+        parts.append((letter, text[end:stop].strip()))
+    return head, parts
+
+
+def _split_question_options(text: str) -> tuple[str, list[tuple[str, str]]]:
+    """Split options written on the question line ("... ? A. x B. y C. z D. w")."""
+    for lower in (False, True):
+        for style in (".", ")", ":", "paren"):
+            # Try every "A" marker, since the stem itself may contain one.
+            # The leading space lets a marker at the very start match too.
+            padded = " " + text
+            first = _marker_pattern("a" if lower else "A", style)
+            for m in first.finditer(padded):
+                chain = _chain_options(
+                    padded[m.start():], 0, lower, style, min_markers=3
+                )
+                if chain is not None:
+                    return padded[: m.start()].strip(), chain[1]
+    return text, []
+
+
+def _match_option(line: str) -> tuple[str, str, str, bool] | None:
+    """Match an option line; return (LETTER, text, style, lowercase) or None."""
+    m = _PAREN_OPTION_RE.match(line)
+    style = "paren"
+    if m is None:
+        m = _OPTION_RE.match(line)
+        if m is None:
+            return None
+        style = m.group("sep")
+    letter = m.group("letter")
+    if letter.islower() and style in ":-–—":
+        # "a: int = 5" (a type annotation) and "b - a" are code far more often
+        # than options; lowercase options use "a." or "a)" in practice.
+        return None
+    return letter.upper(), m.group("text").strip(), style, letter.islower()
+
+
+def _parse_answer_rest(rest: str) -> str | None:
+    """Extract the key from what follows "Đáp án"; ``None`` if nothing is there."""
+    rest = rest.strip().strip("*_").strip()
+    if not rest:
+        return None
+    m = _ANSWER_LETTER_RE.match(rest)
+    if m:
+        return m.group("letter").upper()
+    # Not a letter ("Đáp án: 2", "Đáp án: không có"): keep the first token so
+    # validation can say the answer is not one of A-D.
+    token = re.split(r"[\s.,;:)]+", rest.lstrip("("), maxsplit=1)[0]
+    return token.upper() or None
+
+
+def _split_lines(text: str) -> list[str]:
+    """Split into right-stripped, non-blank lines; cut inline answer lines."""
+    lines: list[str] = []
+    for line in text.split("\n"):
+        for piece in _INLINE_ANSWER_SPLIT_RE.split(line):
+            if piece.strip():
+                lines.append(piece.rstrip())
+    return lines
+
+
+def parse_mcq(text: str) -> MCQ:
+    """Parse one MCQ from free text, best effort; never raises.
+
+    Tolerated: NFD input; blank lines and stray spaces; the prefixes
+    ``Câu hỏi:``, ``Câu hỏi 1:``, ``Câu 1:`` or none (then the first non-option
+    line is the question, and following non-option lines continue it);
+    options written ``A.``, ``A)``, ``A:``, ``A -``, ``(A)``, lowercase letters,
+    Markdown bold, or several options on one line (``A. x B. y C. z D. w``, or a
+    two-column ``A. x<TAB>B. y``); answers written ``Đáp án: B``, ``Đáp án: B.``,
+    ``Đáp án B``, ``Đáp án: (B)``, ``Đáp án: B. <option text>``, ``Đáp án đúng
+    là B`` or with the letter on the next line.
+
+    Only the first MCQ counts: parsing stops at the answer line, at a second
+    question prefix after options, or at a repeated option letter (a model that
+    runs on without writing an answer).
+
+    Args:
+        text: Model output or pasted text.  Non-strings are converted with
+            ``str()``; ``None`` is treated as empty.
+
+    Returns:
+        The parsed :class:`MCQ`; fields that were not found are ``None`` or
+        empty.  ``raw`` is the input unchanged.
+    """
+    raw = "" if text is None else text if isinstance(text, str) else str(text)
+    try:
+        return _parse(raw)
+    except Exception:  # pragma: no cover - defensive: GUI must never crash here
+        return MCQ(question=None, options={}, answer=None, raw=raw)
+
+
+def _parse(raw: str) -> MCQ:
+    """Implementation of :func:`parse_mcq` (may raise on unforeseen input)."""
+    question_lines: list[str] | None = None  # None = no question seen yet
+    question_prefixed = False
+    options: dict[str, str] = {}
+    answer: str | None = None
+    awaiting_answer = False  # "Đáp án:" with the letter on the next line
+
+    def add_options(parts: list[tuple[str, str]]) -> bool:
+        """Record options; return False on a repeated letter (next MCQ begins)."""
+        for letter, body in parts:
+            if letter in options:
+                return False
+            options[letter] = body
+        return True
+
+    for line in _split_lines(_normalize_text(raw)):
+        stripped = line.strip()
+
+        if awaiting_answer:
+            m = _ANSWER_LETTER_RE.match(stripped)
+            if m:
+                answer = m.group("letter").upper()
+            break
+
+        m = _ANSWER_RE.match(stripped)
+        if m:
+            rest = m.group("rest")
+            if m.group("sep"):
+                answer = _parse_answer_rest(rest)
+                if answer is None:
+                    awaiting_answer = True
+                    continue
+                break
+            # Without a separator, only a lone letter makes this an answer line;
+            # "Đáp án nào sau đây đúng?" is a question stem.
+            lm = _ANSWER_LETTER_RE.match(rest.strip())
+            if lm:
+                answer = lm.group("letter").upper()
+                break
+
+        m = _QUESTION_RE.match(stripped)
+        if m:
+            if options or (question_prefixed and question_lines and any(question_lines)):
+                break  # a second question: only the first MCQ counts
+            body, inline = _split_question_options(m.group("text").strip())
+            question_lines = [body] if body else []
+            question_prefixed = True
+            if inline and not add_options(inline):
+                break
+            continue
+
+        opt = _match_option(stripped)
+        if opt is not None:
+            letter, body, style, lower = opt
+            parts = [(letter, body)]
+            chain = _chain_options(
+                " " + body,
+                _OPTION_LETTERS.index(letter) + 1,
+                lower,
+                style,
+                min_markers=1,
+            )
+            if chain is not None:
+                head, more = chain
+                parts = [(letter, head.strip()), *more]
+            if not add_options(parts):
+                break
+            continue
+
+        # Any other line.
+        if options:
+            # Explanations or chatter between the options and the answer; they
+            # belong to no option, and guessing would corrupt option texts.
+            continue
+        if not question_lines:
+            body, inline = _split_question_options(stripped)
+            question_lines = [body] if body else []
+            if inline and not add_options(inline):
+                break
+        else:
+            # Multi-line stem (typically a code snippet): keep indentation.
+            question_lines.append(line)
+
+    question = "\n".join(question_lines).strip() if question_lines else ""
+    ordered = {k: options[k] for k in _OPTION_LETTERS if k in options}
+    return MCQ(question=question or None, options=ordered, answer=answer, raw=raw)
+
+
+# ---------------------------------------------------------------------------
+# Validation
+# ---------------------------------------------------------------------------
+
+NO_QUESTION = "no_question"
+MISSING_OPTIONS = "missing_options"
+EXTRA_OPTIONS = "extra_options"
+EMPTY_OPTION = "empty_option"
+DUPLICATE_OPTIONS = "duplicate_options"
+NO_ANSWER = "no_answer"
+ANSWER_NOT_IN_ABCD = "answer_not_in_abcd"
+ANSWER_OPTION_MISSING = "answer_option_missing"
+
+#: Human-readable descriptions of every reason code, for the GUI.
+REASONS: dict[str, dict[str, str]] = {
+    NO_QUESTION: {
+        "en": "No question text found.",
+        "vi": "Không tìm thấy nội dung câu hỏi.",
+    },
+    MISSING_OPTIONS: {
+        "en": "Fewer than 4 options (A, B, C, D).",
+        "vi": "Thiếu phương án (cần đủ 4 phương án A, B, C, D).",
+    },
+    EXTRA_OPTIONS: {
+        "en": "More than 4 options (E or later).",
+        "vi": "Thừa phương án (có phương án E trở đi).",
+    },
+    EMPTY_OPTION: {
+        "en": "An option is empty.",
+        "vi": "Có phương án bị để trống.",
+    },
+    DUPLICATE_OPTIONS: {
+        "en": "Two options have the same text.",
+        "vi": "Có hai phương án trùng nội dung.",
+    },
+    NO_ANSWER: {
+        "en": "No answer key (line 'Đáp án: X.').",
+        "vi": "Không có đáp án (dòng 'Đáp án: X.').",
+    },
+    ANSWER_NOT_IN_ABCD: {
+        "en": "The answer is not one of A, B, C, D.",
+        "vi": "Đáp án không phải là A, B, C hoặc D.",
+    },
+    ANSWER_OPTION_MISSING: {
+        "en": "The answer letter has no matching option.",
+        "vi": "Đáp án chỉ tới một phương án không có trong câu hỏi.",
+    },
+}
+
+#: All reason codes, in the order :func:`validate_mcq` reports them.
+REASON_CODES: tuple[str, ...] = tuple(REASONS)
+
+
+def _option_key(text: str) -> str:
+    """Comparison key for duplicate detection: casefold + collapsed spaces."""
+    return " ".join(text.casefold().split())
+
+
+def _as_mcq(item: MCQ | str) -> MCQ:
+    """Return ``item`` if it is an MCQ, else parse it."""
+    return item if isinstance(item, MCQ) else parse_mcq(item)
+
+
+def validate_mcq(text_or_mcq: MCQ | str) -> MCQCheck:
+    """Check an MCQ and list every problem found.
+
+    Args:
+        text_or_mcq: Raw text (parsed with :func:`parse_mcq`) or an :class:`MCQ`.
+
+    Returns:
+        An :class:`MCQCheck`.  ``reasons`` holds every applicable code from
+        :data:`REASON_CODES` (several may apply at once), in that order;
+        ``valid`` is ``True`` iff there are none.
+    """
+    mcq = _as_mcq(text_or_mcq)
+    found: set[str] = set()
+
+    if not (mcq.question or "").strip():
+        found.add(NO_QUESTION)
+    if any(letter not in mcq.options for letter in LETTERS):
+        found.add(MISSING_OPTIONS)
+    if any(letter not in LETTERS for letter in mcq.options):
+        found.add(EXTRA_OPTIONS)
+    if any(not text.strip() for text in mcq.options.values()):
+        found.add(EMPTY_OPTION)
+    keys = [_option_key(t) for t in mcq.options.values() if t.strip()]
+    if len(keys) != len(set(keys)):
+        found.add(DUPLICATE_OPTIONS)
+    if mcq.answer is None or not mcq.answer.strip():
+        found.add(NO_ANSWER)
+    elif mcq.answer not in LETTERS:
+        found.add(ANSWER_NOT_IN_ABCD)
+    elif mcq.answer not in mcq.options:
+        found.add(ANSWER_OPTION_MISSING)
+
+    reasons = tuple(code for code in REASON_CODES if code in found)
+    return MCQCheck(valid=not reasons, reasons=reasons, mcq=mcq)
+
+
+def describe_reasons(reasons: Iterable[str], lang: str = "vi") -> list[str]:
+    """Translate reason codes into sentences for display.
+
+    Args:
+        reasons: Reason codes, e.g. ``MCQCheck.reasons``.
+        lang: ``"vi"`` or ``"en"``; anything else falls back to Vietnamese.
+
+    Returns:
+        One description per code; unknown codes are returned unchanged.
+    """
+    lang = _lang(lang)
+    return [REASONS[c][lang] if c in REASONS else str(c) for c in reasons]
+
+
+def summarize(texts: Iterable[MCQ | str]) -> dict[str, Any]:
+    """Aggregate validity statistics over many generated MCQs.
+
+    Args:
+        texts: Raw MCQ texts (``MCQ`` objects are accepted too).
+
+    Returns:
+        A JSON-serialisable dict with ``n``, ``n_valid``, ``validity_rate``
+        (0.0 when ``n`` is 0), ``reason_counts`` (every code, 0 if absent) and
+        ``answer_distribution`` (counts of parsed keys A-D plus ``"other"`` for
+        any other key; MCQs without a key are not counted).
+    """
+    n = n_valid = 0
+    reason_counts = {code: 0 for code in REASON_CODES}
+    answers = {**{letter: 0 for letter in LETTERS}, "other": 0}
+    for item in texts:
+        check = validate_mcq(item)
+        n += 1
+        n_valid += check.valid
+        for code in check.reasons:
+            reason_counts[code] += 1
+        key = check.mcq.answer
+        if key is not None:
+            answers[key if key in LETTERS else "other"] += 1
+    return {
+        "n": n,
+        "n_valid": n_valid,
+        "validity_rate": (n_valid / n) if n else 0.0,
+        "reason_counts": reason_counts,
+        "answer_distribution": answers,
+    }
+
+
+# ---------------------------------------------------------------------------
+# HTML rendering
+# ---------------------------------------------------------------------------
+
+_UI: dict[str, dict[str, str]] = {
+    "vi": {
+        "show_answer": "Xem đáp án",
+        "answer": "Đáp án",
+        "no_answer": "(không có)",
+        "invalid": "Câu hỏi chưa hợp lệ:",
+        "no_question": "(không có nội dung câu hỏi)",
+        "question": "Câu",
+        "answer_key": "Đáp án",
+        "raw": "Văn bản gốc:",
+    },
+    "en": {
+        "show_answer": "Show answer",
+        "answer": "Answer",
+        "no_answer": "(none)",
+        "invalid": "This question is not valid:",
+        "no_question": "(no question text)",
+        "question": "Question",
+        "answer_key": "Answer key",
+        "raw": "Original text:",
+    },
+}
+
+
+def _lang(lang: str) -> str:
+    """Return a supported UI language, defaulting to Vietnamese."""
+    return lang if lang in _UI else "vi"
+
+
+def _esc(text: str) -> str:
+    """HTML-escape untrusted text (model output), quotes included."""
+    return html.escape(text, quote=True)
+
+
+def _esc_multiline(text: str) -> str:
+    """Escape and keep line breaks (code snippets in question stems)."""
+    return "<br>".join(_esc(line) for line in text.split("\n"))
+
+
+# Inline styles: gr.HTML and other hosts may not load a stylesheet, so the card
+# must look right on its own.  Class names are kept so a host can restyle it.
+# Explicit text and background colours keep it readable in dark themes.
+_CARD_STYLE = (
+    "font-family:system-ui,'Segoe UI',Roboto,Arial,sans-serif;font-size:1.2rem;"
+    "line-height:1.5;color:#1f2937;background:#ffffff;border:1px solid #d1d5db;"
+    "border-radius:12px;padding:1rem 1.25rem;margin:0.5rem 0;max-width:48rem;"
+)
+_QUESTION_STYLE = "font-weight:600;font-size:1.3rem;margin-bottom:0.75rem;"
+_OPTION_STYLE = (
+    "list-style:none;margin:0.35rem 0;padding:0.45rem 0.75rem;"
+    "border:1px solid #e5e7eb;border-radius:8px;"
+)
+_CORRECT_STYLE = "background:#dcfce7;border-color:#16a34a;font-weight:600;"
+_INVALID_STYLE = (
+    "background:#fef3c7;color:#78350f;border:1px solid #f59e0b;border-radius:8px;"
+    "padding:0.5rem 0.75rem;margin-top:0.75rem;font-size:1rem;"
+)
+
+
+def render_mcq_html(
+    mcq_or_text: MCQ | str, *, reveal: bool = False, lang: str = "vi"
+) -> str:
+    """Render one MCQ as a self-contained HTML quiz card.
+
+    All text is escaped with :func:`html.escape`, since it is model output.
+    The answer sits in a ``<details>`` element ("Xem đáp án" / "Show answer")
+    so a teacher can reveal it with a click and no JavaScript.  The correct
+    option gets the ``mcq-correct`` class, a highlight and a check mark only
+    when ``reveal`` is true (then the ``<details>`` is also open).
+
+    Args:
+        mcq_or_text: An :class:`MCQ` or raw text to parse.
+        reveal: Highlight the correct option and open the answer.
+        lang: ``"vi"`` (default) or ``"en"`` for the interface strings and
+            the reasons of an invalid MCQ.
+
+    Returns:
+        An HTML fragment (a ``<div class="mcq-card">``).
+    """
+    lang = _lang(lang)
+    ui = _UI[lang]
+    check = validate_mcq(mcq_or_text)
+    mcq = check.mcq
+    key = mcq.answer
+
+    parts = [f'<div class="mcq-card" lang="{lang}" style="{_CARD_STYLE}">']
+    question = mcq.question
+    if question:
+        parts.append(
+            f'<div class="mcq-question" style="{_QUESTION_STYLE}">'
+            f"{_esc_multiline(question)}</div>"
+        )
+    else:
+        parts.append(
+            f'<div class="mcq-question" style="{_QUESTION_STYLE}color:#6b7280;'
+            f'font-style:italic;">{_esc(ui["no_question"])}</div>'
+        )
+
+    if mcq.options:
+        parts.append('<ul class="mcq-options" style="padding:0;margin:0;">')
+        for letter, text in mcq.options.items():
+            correct = reveal and letter == key
+            cls = "mcq-option mcq-correct" if correct else "mcq-option"
+            style = _OPTION_STYLE + (_CORRECT_STYLE if correct else "")
+            mark = " ✓" if correct else ""  # not colour alone (accessibility)
+            parts.append(
+                f'<li class="{cls}" style="{style}"><strong>{_esc(letter)}.</strong> '
+                f"{_esc(text)}{mark}</li>"
+            )
+        parts.append("</ul>")
+
+    if key is not None:
+        shown = key + "."
+        if key in mcq.options and mcq.options[key]:
+            shown += " " + mcq.options[key]
+    else:
+        shown = ui["no_answer"]
+    open_attr = " open" if reveal else ""
+    parts.append(
+        f'<details class="mcq-answer"{open_attr} style="margin-top:0.75rem;">'
+        f'<summary style="cursor:pointer;font-size:1rem;">{_esc(ui["show_answer"])}'
+        f"</summary><div style=\"margin-top:0.4rem;\">{_esc(ui['answer'])}: "
+        f"<strong>{_esc(shown)}</strong></div></details>"
+    )
+
+    if not check.valid:
+        items = "".join(f"<li>{_esc(d)}</li>" for d in describe_reasons(check.reasons, lang))
+        parts.append(
+            f'<div class="mcq-invalid" style="{_INVALID_STYLE}">'
+            f"<strong>{_esc(ui['invalid'])}</strong>"
+            f'<ul class="mcq-reasons" style="margin:0.25rem 0 0 1.25rem;">{items}</ul>'
+        )
+        if not mcq.question and not mcq.options and mcq.raw.strip():
+            # Nothing recognisable: show what the model wrote so the teacher
+            # can see why.
+            parts.append(
+                f"<div>{_esc(ui['raw'])}</div>"
+                '<pre class="mcq-raw" style="white-space:pre-wrap;margin:0.25rem 0 0;">'
+                f"{_esc(mcq.raw)}</pre>"
+            )
+        parts.append("</div>")
+    parts.append("</div>")
+    return "".join(parts)
+
+
+_PRINT_CSS = """
+body { font-family: "Times New Roman", "Noto Serif", serif; font-size: 13pt;
+       line-height: 1.45; color: #000; background: #fff; margin: 2cm auto;
+       max-width: 18cm; }
+h1 { text-align: center; font-size: 18pt; margin-bottom: 1.2em; }
+h2 { font-size: 15pt; }
+ol.mcq-list { padding-left: 0; list-style: none; }
+li.mcq-item { margin-bottom: 1em; break-inside: avoid; page-break-inside: avoid; }
+.mcq-question { font-weight: bold; }
+.mcq-question .mcq-number { margin-right: 0.3em; }
+.mcq-options { list-style: none; padding-left: 1.5em; margin: 0.3em 0 0; }
+.mcq-option { margin: 0.15em 0; }
+.mcq-warning { font-style: italic; font-size: 11pt; color: #555; }
+.answer-key { break-before: page; page-break-before: always; }
+.answer-key table { border-collapse: collapse; }
+.answer-key td, .answer-key th { border: 1px solid #000; padding: 0.2em 0.8em;
+       text-align: center; }
+@media print {
+  body { margin: 0; max-width: none; }
+  @page { size: A4; margin: 2cm; }
+}
+"""
+
+
+def render_printable_html(
+    items: Sequence[MCQ | str], title: str, lang: str = "vi"
+) -> str:
+    """Render a complete, printable HTML page of numbered MCQs with a key.
+
+    Questions come first (no answers shown), then the answer key on a new
+    printed page.  Invalid items are still printed, with a short note, so that
+    the numbering matches what the teacher saw in the app.
+
+    Args:
+        items: MCQs or raw texts.
+        title: Page and heading title (escaped).
+        lang: ``"vi"`` (default) or ``"en"`` for the interface strings.
+
+    Returns:
+        A full HTML document as a string.
+    """
+    lang = _lang(lang)
+    ui = _UI[lang]
+    body: list[str] = []
+    key_rows: list[str] = []
+    for number, item in enumerate(items, start=1):
+        check = validate_mcq(item)
+        mcq = check.mcq
+        stem = _esc_multiline(mcq.question) if mcq.question else _esc(ui["no_question"])
+        body.append(
+            f'<li class="mcq-item"><div class="mcq-question">'
+            f'<span class="mcq-number">{_esc(ui["question"])} {number}.</span> {stem}</div>'
+        )
+        if mcq.options:
+            body.append('<ul class="mcq-options">')
+            for letter, text in mcq.options.items():
+                body.append(
+                    f'<li class="mcq-option"><strong>{_esc(letter)}.</strong> {_esc(text)}</li>'
+                )
+            body.append("</ul>")
+        if not check.valid:
+            reasons = " ".join(describe_reasons(check.reasons, lang))
+            body.append(f'<div class="mcq-warning">{_esc(ui["invalid"])} {_esc(reasons)}</div>')
+        body.append("</li>")
+        answer = mcq.answer if mcq.answer is not None else "—"
+        key_rows.append(f"<tr><td>{number}</td><td>{_esc(answer)}</td></tr>")
+
+    t = _esc(title)
+    return (
+        f'<!DOCTYPE html>\n<html lang="{lang}">\n<head>\n<meta charset="utf-8">\n'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{t}</title>\n<style>{_PRINT_CSS}</style>\n</head>\n<body>\n"
+        f"<h1>{t}</h1>\n"
+        f'<ol class="mcq-list">\n{"".join(body)}\n</ol>\n'
+        f'<section class="answer-key">\n<h2>{_esc(ui["answer_key"])}</h2>\n'
+        f'<table><thead><tr><th>{_esc(ui["question"])}</th><th>{_esc(ui["answer"])}</th>'
+        f'</tr></thead>\n<tbody>{"".join(key_rows)}</tbody></table>\n</section>\n'
+        f"</body>\n</html>\n"
+    )
+
+
+# ---------------------------------------------------------------------------
+# Tabular export
+# ---------------------------------------------------------------------------
+
+#: Column order of :func:`mcqs_to_rows`.
+CSV_COLUMNS: tuple[str, ...] = ("question", "A", "B", "C", "D", "answer", "valid", "reasons")
+
+
+def mcqs_to_rows(items: Iterable[MCQ | str]) -> list[dict[str, Any]]:
+    """Flatten MCQs into rows for a CSV / DataFrame.
+
+    Args:
+        items: MCQs or raw texts.
+
+    Returns:
+        One dict per item with the keys of :data:`CSV_COLUMNS`: ``question``,
+        ``A``-``D`` (``""`` when missing), ``answer`` (``""`` when missing),
+        ``valid`` (bool) and ``reasons`` (codes joined with ``";"``).  Options
+        beyond D are not exported; ``extra_options`` in ``reasons`` flags them.
+    """
+    rows: list[dict[str, Any]] = []
+    for item in items:
+        check = validate_mcq(item)
+        mcq = check.mcq
+        row: dict[str, Any] = {"question": mcq.question or ""}
+        for letter in LETTERS:
+            row[letter] = mcq.options.get(letter, "")
+        row["answer"] = mcq.answer or ""
+        row["valid"] = check.valid
+        row["reasons"] = ";".join(check.reasons)
+        rows.append(row)
+    return rows
+

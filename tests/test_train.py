@@ -1,0 +1,192 @@
+"""Training end to end: the CLI, the run folder, stock PEFT loading, QLoRA/DoRA/OLoRA, stop and resume, errors."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import micro_overrides, read_jsonl
+from core import config as C
+from core.errors import JobError
+from core.train import TrainingJob, last_checkpoint
+
+DEMO = "presets/demo.yaml"
+
+
+def stock_logits(run_dir: Path, text: str = "Câu hỏi: Bộ nhớ RAM là gì?"):
+    """Load base and adapter with stock transformers/peft only; return (base logits, adapted logits)."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    adapter = run_dir / "adapter"
+    base_name = json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"]
+    tok = AutoTokenizer.from_pretrained(adapter)  # the tokenizer sits beside the adapter
+    base = AutoModelForCausalLM.from_pretrained(base_name, dtype=torch.float32)
+    ids = tok(text, return_tensors="pt")
+    with torch.no_grad():
+        before = base(**ids).logits
+        model = PeftModel.from_pretrained(base, adapter)
+        after = model(**ids).logits
+    return before, after
+
+
+def assert_finished_run(run_dir: Path, steps: int) -> None:
+    for name in ("config.yaml", "run.json", "metrics.jsonl", "train.log", "adapter/adapter_config.json",
+                 "adapter/adapter_model.safetensors", "adapter/tokenizer_config.json"):
+        assert (run_dir / name).exists(), name
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["status"] == "finished" and info["step"] == steps
+    losses = [r for r in read_jsonl(run_dir / "metrics.jsonl") if "loss" in r]
+    assert [r["step"] for r in losses] == list(range(1, steps + 1))
+    assert all(math.isfinite(r["loss"]) for r in losses)
+    assert "token" not in (run_dir / "config.yaml").read_text().lower().replace("tokens", "")
+    before, after = stock_logits(run_dir)
+    assert not torch.allclose(before, after, atol=1e-6), "the adapter must change the logits"
+    assert torch.isfinite(after).all()
+
+
+def test_cli_train_writes_a_complete_run_folder(run_cli, micro_model, tmp_path):
+    args = [x for kv in micro_overrides(micro_model) for x in ("--set", kv)]
+    res = run_cli("train", DEMO, *args, "--runs-dir", str(tmp_path))
+    assert res.returncode == 0, res.stderr[-2000:]
+    run_dir = Path(res.stdout.strip().splitlines()[-1])
+    assert run_dir.parent == tmp_path
+    assert_finished_run(run_dir, 3)
+    cfg = C.load_yaml(run_dir / "config.yaml")
+    assert cfg.model.name_or_path == str(micro_model) and cfg.train.max_steps == 3
+
+
+@pytest.mark.parametrize("override", ["model.load_in_4bit=true", "lora.use_dora=true", "lora.init_lora_weights=olora"])
+def test_variants_train_and_load_with_stock_peft(run_cli, micro_model, tmp_path, override):
+    args = [x for kv in micro_overrides(micro_model) + [override] for x in ("--set", kv)]
+    res = run_cli("train", DEMO, *args, "--runs-dir", str(tmp_path))
+    assert res.returncode == 0, res.stderr[-2000:]
+    run_dir = Path(res.stdout.strip().splitlines()[-1])
+    assert_finished_run(run_dir, 3)
+    adapter_cfg = json.loads((run_dir / "adapter" / "adapter_config.json").read_text())
+    if override.startswith("lora.use_dora"):
+        assert adapter_cfg["use_dora"] is True
+    if override.startswith("lora.init"):
+        # converted to a plain LoRA on the untouched base: rank doubles, init flag reset
+        assert adapter_cfg["r"] == 2 * 16 and adapter_cfg["init_lora_weights"] is True
+
+
+@pytest.mark.slow
+def test_demo_preset_on_the_embedded_smollm2(run_cli, smollm2_dir, tmp_path):
+    res = run_cli("train", DEMO, "--set", "train.max_steps=1", "--set", "train.per_device_train_batch_size=1",
+                  "--set", "data.max_samples=2", "--set", "data.validation_fraction=0", "--runs-dir", str(tmp_path))
+    assert res.returncode == 0, res.stderr[-2000:]
+    run_dir = Path(res.stdout.strip().splitlines()[-1])
+    assert_finished_run(run_dir, 1)
+    assert json.loads((run_dir / "adapter/adapter_config.json").read_text())["base_model_name_or_path"] == str(
+        smollm2_dir)
+
+
+def _micro_cfg(model_dir: Path, **changes) -> C.RunConfig:
+    cfg = C.load_yaml(DEMO, micro_overrides(model_dir, **changes))
+    return cfg
+
+
+def test_stop_leaves_a_loadable_adapter_and_resume_continues(micro_model, tmp_path):
+    job = TrainingJob(_micro_cfg(micro_model, **{"train.max_steps": 400, "data.validation_fraction": 0}), tmp_path)
+    job.start()
+    deadline = time.monotonic() + 120
+    while job.status().step < 3 and time.monotonic() < deadline and job.state not in ("failed", "finished"):
+        time.sleep(0.05)
+    job.stop()
+    assert job.wait(120)
+    assert job.state == "stopped", job.error_message
+    run_dir = Path(job.status().run_dir)
+    stopped_at = job.status().step
+    assert 3 <= stopped_at < 400
+    ckpt = last_checkpoint(run_dir)
+    assert ckpt is not None and ckpt.name == f"checkpoint-{stopped_at}"
+    before, after = stock_logits(run_dir)
+    assert not torch.allclose(before, after, atol=1e-6)
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "stopped"
+
+    cfg = C.load_yaml(run_dir / "config.yaml", [f"train.max_steps={stopped_at + 2}"])
+    resumed = TrainingJob(cfg, tmp_path, resume_dir=run_dir)
+    assert resumed.run() == run_dir
+    assert resumed.state == "finished"
+    steps = [r["step"] for r in read_jsonl(run_dir / "metrics.jsonl") if "loss" in r]
+    assert steps == list(range(1, stopped_at + 3)), "resume continues from the checkpoint's step, no repeats"
+
+
+def test_one_job_at_a_time(micro_model, tmp_path):
+    first = TrainingJob(_micro_cfg(micro_model, **{"train.max_steps": 400}), tmp_path).start()
+    try:
+        with pytest.raises(JobError, match="already running"):
+            TrainingJob(_micro_cfg(micro_model), tmp_path).start()
+    finally:
+        first.stop()
+        first.wait(120)
+    assert first.state in ("stopped", "finished")
+    second = TrainingJob(_micro_cfg(micro_model, **{"train.max_steps": 1}), tmp_path)
+    second.run()
+    assert second.state == "finished"
+
+
+# --------------------------------------------------------------------------- bad input: one line, non-zero, nothing left
+
+
+def _write(tmp_path: Path, name: str, content: bytes) -> Path:
+    p = tmp_path / name
+    p.write_bytes(content)
+    return p
+
+
+BAD = {
+    "missing file": (lambda t: ["--set", f"data.source={t / 'missing.jsonl'}"], "missing.jsonl"),
+    "empty file": (lambda t: ["--set", f"data.source={_write(t, 'empty.jsonl', b'')}"], "empty.jsonl"),
+    "unreadable file": (lambda t: ["--set", f"data.source={_write(t, 'junk.jsonl', bytes(range(1, 200)))}"],
+                        "junk.jsonl"),
+    "unmapped columns": (lambda t: ["--set", "data.source=" + str(_write(
+        t, "other.jsonl", b'{"foo": "x", "bar": "y"}\n'))], "foo, bar"),
+    "lora.r=0": (lambda t: ["--set", "lora.r=0"], "lora.r: must be ≥ 1, got 0"),
+    "negative lr": (lambda t: ["--set", "train.learning_rate=-0.001"], "train.learning_rate"),
+    "unknown preset key": (lambda t: ["--set", "lora.rank=8"], "unknown setting `lora.rank`"),
+    "unknown model offline": (lambda t: ["--set", "model.name_or_path=nobody/no-such-model-xyz"],
+                              "nobody/no-such-model-xyz"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_gets_one_line_and_leaves_nothing(run_cli, micro_model, tmp_path, case):
+    make_args, needle = BAD[case]
+    runs = tmp_path / "runs"
+    base = [x for kv in micro_overrides(micro_model) for x in ("--set", kv)]
+    res = run_cli("train", DEMO, *base, *make_args(tmp_path), "--runs-dir", str(runs))
+    assert res.returncode != 0
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and needle in last, res.stderr[-1500:]
+    assert "Traceback" not in res.stderr
+    assert not runs.exists() or not any(runs.iterdir())
+
+
+def test_unknown_top_level_key_in_preset_file(run_cli, tmp_path):
+    p = tmp_path / "p.yaml"
+    p.write_text("model:\n  name_or_path: x\noptimizer:\n  lr: 1\n")
+    res = run_cli("train", str(p), "--runs-dir", str(tmp_path / "runs"))
+    assert res.returncode != 0 and "unknown preset key `optimizer` in p.yaml" in res.stderr
+
+
+def test_4bit_without_bitsandbytes_is_a_clear_error(micro_model, tmp_path):
+    import subprocess
+
+    code = ("import sys; sys.modules['bitsandbytes'] = None\n"
+            "from core.__main__ import main\n"
+            f"sys.exit(main(['train', '{DEMO}', '--set', 'model.load_in_4bit=true', '--set', "
+            f"'model.name_or_path={micro_model}', '--runs-dir', '{tmp_path / 'runs'}']))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert res.returncode == 2
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: model.load_in_4bit=true needs bitsandbytes"), res.stderr[-800:]
+    assert not (tmp_path / "runs").exists()
