@@ -273,6 +273,12 @@ class TrainSection:
     save_total_limit: int = opt(
         2, min=1, max=1000, step=1, label_en="Checkpoints kept", label_vi="Số checkpoint giữ lại",
         en="Older checkpoints are deleted beyond this number.", vi="Các checkpoint cũ hơn bị xoá khi vượt quá số này.")
+    skip_prompt_logits: bool = opt(
+        True, label_en="Output layer on the answer only", label_vi="Chỉ tính lớp đầu ra trên câu trả lời",
+        en="Compute the output layer (vocabulary logits) only where a token is learned: the same loss, much less "
+           "time and memory when the prompt is long or the vocabulary large (Gemma: 262k tokens).",
+        vi="Chỉ tính lớp đầu ra (logit trên bộ từ vựng) ở những vị trí có token được học: loss không đổi, nhưng "
+           "nhanh và ít bộ nhớ hơn nhiều khi câu lệnh dài hoặc bộ từ vựng lớn (Gemma: 262 nghìn token).")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = opt(
         "auto", label_en="Mixed precision", label_vi="Độ chính xác hỗn hợp",
         en="auto: bf16 on a GPU that supports it, fp16 on older GPUs, fp32 on CPU.",

@@ -319,6 +319,12 @@ def tokenize(formatted: Formatted, tokenizer, completion_only: bool) -> tuple[li
     return ids, labels
 
 
+def encode_prompt(tokenizer, text: str) -> list[int]:
+    """Token ids of a generation prompt, with BOS added unless the text already starts with it."""
+    add_special = not (tokenizer.bos_token and text.startswith(tokenizer.bos_token))
+    return tokenizer(text, add_special_tokens=add_special)["input_ids"]
+
+
 def loss_segments(formatted: Formatted, completion_only: bool) -> list[tuple[str, bool]]:
     """The text cut into (piece, learned?) runs, for the GUI's highlighted preview."""
     text = formatted.text

@@ -188,3 +188,37 @@ def format_row(row: dict[str, Any], template: str, ctx: TemplateContext) -> Form
     except KeyError:
         raise DataError(f"unknown template {template!r}", field="data.template") from None
     return fn(row, ctx)
+
+
+def inference_prompt(template: str, row: dict[str, Any], ctx: TemplateContext) -> str:
+    """The text a model is given at generation time for a role-keyed row: the training prompt
+    without its answer. Only the roles the prompt needs must be present (a context for MCQ
+    generation; title and description for a price)."""
+    if template == "mcq_generation":
+        prompt = mcq_prompt(_need(row, "context"))
+        return _generation_prompt(prompt, ctx)
+    if template == "price_qa":
+        return _generation_prompt(price_prompt(row), ctx)
+    if template == "alpaca":
+        instruction = _need(row, "instruction")
+        extra = str(row.get("input") or "").strip()
+        if ctx.chat is not None:
+            return _generation_prompt(instruction + (f"\n\n{extra}" if extra else ""), ctx)
+        prompt = f"{ALPACA_HEADER}\n\n### Instruction:\n{instruction}\n\n"
+        return prompt + (f"### Input:\n{extra}\n\n" if extra else "") + "### Response:\n"
+    if template == "chat":
+        messages = [m for m in (row.get("messages") or [])]
+        while messages and (messages[-1].get("role") or messages[-1].get("from")) in ("assistant", "gpt"):
+            messages = messages[:-1]
+        return fmt_chat({"messages": messages + [{"role": "assistant", "content": ""}]}, ctx).prompt
+    if template == "cpt":
+        return f"{str(row.get('title') or '').strip()}\n"
+    return str(row.get("text") or "")
+
+
+def _generation_prompt(prompt: str, ctx: TemplateContext) -> str:
+    if ctx.chat is None:
+        return prompt
+    messages = ([{"role": "system", "content": ctx.system_prompt}] if ctx.system_prompt else [])
+    messages.append({"role": "user", "content": prompt.rstrip()})
+    return ctx.chat(messages, tokenize=False, add_generation_prompt=True)

@@ -187,9 +187,17 @@ def _make_trainer_class():
     from trl import SFTTrainer
 
     class StudioTrainer(SFTTrainer):
-        """SFTTrainer with a separate learning rate for fully trained embeddings (continued pre-training)."""
+        """SFTTrainer plus two things: a separate learning rate for fully trained embeddings (continued
+        pre-training), and a loss that runs the output layer only where a token is learned."""
 
         embedding_learning_rate: float = 0.0
+        skip_prompt_logits: bool = False
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if not (self.skip_prompt_logits and "labels" in inputs and self.compute_loss_func is None
+                    and self.label_smoother is None and self.args.loss_type == "nll" and not return_outputs):
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            return sparse_logits_loss(self, model, inputs, num_items_in_batch)
 
         def create_optimizer(self, *args, **kwargs):
             optimizer = super().create_optimizer(*args, **kwargs)
@@ -212,6 +220,41 @@ def _make_trainer_class():
             return optimizer
 
     return StudioTrainer
+
+
+def sparse_logits_loss(trainer, model, inputs: dict, num_items_in_batch=None):
+    """The same next-token loss as trl's, with the output layer run only at positions whose next token is learned.
+
+    With the loss on the answer only, most positions are prompt; their logits (batch × length × vocab, the
+    largest tensor of the step for a 262k-token vocabulary) are never needed. transformers' ``logits_to_keep``
+    takes the positions to keep; a position is kept when any row learns the token after it.
+    """
+    import torch
+
+    labels = inputs["labels"]
+    shifted = labels[:, 1:]
+    keep = torch.nonzero((shifted != -100).any(dim=0)).squeeze(1)
+    forward = {k: v for k, v in inputs.items() if k != "labels"}
+    outputs = model(**forward, use_cache=False, logits_to_keep=keep)
+    logits = outputs.logits.float()
+    target = shifted[:, keep]
+    mask = target != -100
+    loss_sum = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), target.reshape(-1),
+                                                 ignore_index=-100, reduction="sum")
+    denom = num_items_in_batch if num_items_in_batch is not None else mask.sum()
+    loss = loss_sum / torch.as_tensor(denom, device=loss_sum.device).clamp(min=1)
+
+    # the metrics trl logs: token accuracy on learned tokens, and the running count of tokens seen
+    mode = "train" if trainer.model.training else "eval"
+    with torch.no_grad():
+        n_valid = mask.sum().item()
+        correct = ((logits.argmax(-1) == target) & mask).sum().item()
+    trainer._metrics[mode]["mean_token_accuracy"].append(correct / n_valid if n_valid else 0.0)
+    if mode == "train":
+        seen = inputs["attention_mask"].sum().item() if "attention_mask" in inputs else labels.numel()
+        trainer._total_train_tokens += seen
+    trainer._metrics[mode]["num_tokens"] = [trainer._total_train_tokens]
+    return loss
 
 
 class TrainingJob:
@@ -373,6 +416,7 @@ class TrainingJob:
             eval_dataset=D.to_hf_dataset(prepared.validation) if prepared.validation else None,
             callbacks=[_make_callback(self)])
         trainer.embedding_learning_rate = cfg.train.embedding_learning_rate
+        trainer.skip_prompt_logits = cfg.train.skip_prompt_logits and cfg.data.completion_only_loss
         resume = str(last_checkpoint(self.run_dir)) if self.resume_dir and last_checkpoint(self.run_dir) else None
 
         if self._stop.is_set():

@@ -190,3 +190,42 @@ def test_4bit_without_bitsandbytes_is_a_clear_error(micro_model, tmp_path):
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith("error: model.load_in_4bit=true needs bitsandbytes"), res.stderr[-800:]
     assert not (tmp_path / "runs").exists()
+
+
+def test_sparse_logits_loss_equals_the_full_loss(micro_model, tokenizer):
+    """The output layer run only where tokens are learned gives the very same loss and gradients."""
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from conftest import SHORT_MCQ
+    from core import data as D
+    from core.models import build_lora_config
+    from core.train import sparse_logits_loss
+
+    prepared = D.prepare(C.DataConfig(source=str(SHORT_MCQ), validation_fraction=0), tokenizer)
+    rows = prepared.train[:3]
+    width = max(len(e.input_ids) for e in rows)
+    pad = lambda xs, v: xs + [v] * (width - len(xs))  # noqa: E731
+    batch = {"input_ids": torch.tensor([pad(e.input_ids, tokenizer.pad_token_id) for e in rows]),
+             "attention_mask": torch.tensor([pad([1] * len(e.input_ids), 0) for e in rows]),
+             "labels": torch.tensor([pad(e.labels, -100) for e in rows])}
+    torch.manual_seed(0)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(micro_model), build_lora_config(C.LoraSection()))
+    for p in model.parameters():  # make B non-zero so that LoRA gradients are not trivially zero
+        if p.requires_grad:
+            torch.nn.init.normal_(p, std=0.02)
+    model.eval()  # no dropout: the two passes must see the same network
+    full = model(**batch).loss
+    full.backward()
+    grads_full = [p.grad.clone() for p in model.parameters() if p.requires_grad]
+    model.zero_grad()
+    trainer = SimpleNamespace(model=model, _metrics={"train": defaultdict(list), "eval": defaultdict(list)}, _total_train_tokens=0)
+    sparse = sparse_logits_loss(trainer, model, batch)
+    sparse.backward()
+    grads_sparse = [p.grad for p in model.parameters() if p.requires_grad]
+    assert torch.allclose(full, sparse, atol=1e-5)
+    for a, b in zip(grads_full, grads_sparse):
+        assert torch.allclose(a, b, atol=1e-6)
