@@ -5,6 +5,9 @@
     python -m core presets
     python -m core inspect-data FILE_OR_SAMPLE [--set data.field=value …] [--model NAME]
     python -m core estimate PRESET.yaml [--set …]
+    python -m core merge RUN_DIR [--dtype float32|bfloat16|float16] [--onto auto|original|dequantized|4bit] [--out DIR]
+    python -m core generate RUN_DIR --input FILE.jsonl --out FILE.csv [--which base,adapter,merged] [--max-new-tokens N]
+    python -m core chain STAGE1.yaml STAGE2.yaml [… more] [--set k=v …] [--stage-set N:k=v …] [--runs-dir DIR]
 
 Errors print one line, ``error: <what> (<field or file>)``, and exit with status 2.
 """
@@ -119,6 +122,105 @@ def _cmd_estimate(args) -> int:
     return 0
 
 
+def _cmd_evaluate(args) -> int:
+    from core.evaluate import evaluate_run, report_table
+    from core.generate import parse_which
+
+    report = evaluate_run(args.run_dir, split=args.split, which=parse_which(args.which), limit=args.limit,
+                          max_new_tokens=args.max_new_tokens, progress=lambda m: print(m, file=sys.stderr))
+    rows = report_table(report)
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    print(f"{report['split']} split: {report['n_rows']} rows, {report['n_prompts']} prompts")
+    for r in rows:
+        print("  " + "  ".join(f"{k}={r[k]}" for k in keys if r.get(k) is not None))
+    if "forgetting" in report:
+        f = report["forgetting"]
+        print(f"forgetting: general-text perplexity {f['general_perplexity_before']} -> "
+              f"{f['general_perplexity_after']} (x{f['ratio']})")
+    if "baselines_mae" in report:
+        print(f"baselines MAE: {report['baselines_mae']}")
+    print(Path(args.run_dir) / "eval_report.json")
+    return 0
+
+
+def analyze_run(run_dir: str | Path, *, top_k: int = 10, epsilon: float = 0.5, method: str = "lowrank"):
+    """Load a run's base and adapter, analyse the adapter's weights and save analysis.json in the run folder."""
+    from core.adapters import ModelSet
+    from core.analysis import analyze_peft_model
+
+    ms = ModelSet.from_run(run_dir)
+    result = analyze_peft_model(ms.model, adapter_name="adapter", top_k=top_k, epsilon=epsilon, method=method,
+                                label=Path(run_dir).name)
+    result.save_json(Path(run_dir) / "analysis.json")
+    return result
+
+
+def _cmd_analyze(args) -> int:
+    from core.analysis import compare, explain
+
+    result = analyze_run(args.run_dir, top_k=args.top_k, epsilon=args.epsilon, method=args.method)
+    print(explain(result, lang=args.lang))
+    if args.against:
+        other = analyze_run(args.against, top_k=args.top_k, epsilon=args.epsilon, method=args.method)
+        print(json.dumps(compare(result, other), indent=1, default=str))
+    print(Path(args.run_dir) / "analysis.json")
+    return 0
+
+
+def _cmd_merge(args) -> int:
+    from core.merge import REPORT_MD, merge_run
+
+    report = merge_run(args.run_dir, dtype=args.dtype, onto=args.onto, out=args.out, n_prompts=args.prompts,
+                       progress=lambda msg: print(msg, file=sys.stderr))
+    for name, r in report.results.items():
+        if name != report.target:
+            print(f"also measured, not saved: {name}: max |Δlogit| {r.max_abs_dlogit:.3g}, KL {r.kl_mean:.2g}, "
+                  f"greedy agreement {r.greedy_agreement:.1%}" + (" (lossy)" if r.lossy else ""), file=sys.stderr)
+    print(f"report: {Path(report.out_dir) / REPORT_MD}", file=sys.stderr)
+    print(report.out_dir)
+    if report.lossy:
+        print(f"warning: lossy merge ({report.target}): the merged model is not the adapter as trained; "
+              "see the measured loss in the report", file=sys.stderr)
+        return 0
+    if not report.passed:
+        print("error: verification failed: the merged model does not answer like base + adapter "
+              f"({report.summary()})", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_generate(args) -> int:
+    from core.generate import Decoding, generate_file
+
+    decoding = Decoding(max_new_tokens=args.max_new_tokens, do_sample=args.sample, temperature=args.temperature,
+                        top_p=args.top_p, seed=args.seed)
+    print(generate_file(args.run_dir, args.input, args.out, which=args.which, decoding=decoding))
+    return 0
+
+
+def _cmd_chain(args) -> int:
+    from core.errors import ConfigError
+    from core.merge import run_chain
+
+    per_stage: dict[int, list[str]] = {}
+    for expr in args.stage_set:
+        stage, sep, kv = expr.partition(":")
+        if not sep or not stage.strip().isdigit() or not 1 <= int(stage) <= len(args.presets):
+            raise ConfigError(f"--stage-set expects N:section.field=value with N from 1 to {len(args.presets)}, "
+                              f"got {expr!r}", field="--stage-set")
+        per_stage.setdefault(int(stage), []).append(kv)
+
+    def show(stage) -> None:
+        print(f"stage {stage.preset}: run {stage.run_dir}", file=sys.stderr)
+        if stage.merged is not None:
+            print(f"  merged into {stage.merged.out_dir}: {stage.merged.summary()}", file=sys.stderr)
+        print(stage.run_dir, flush=True)
+
+    run_chain([_preset_path(p) for p in args.presets], overrides=args.set, stage_overrides=per_stage,
+              runs_dir=args.runs_dir, dtype=args.dtype, on_stage=show)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m core", description="LoRA Studio, headless.")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -150,6 +252,55 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("preset")
     e.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE")
     e.set_defaults(func=_cmd_estimate)
+    ev = sub.add_parser("evaluate", help="loss, MCQ validity, forgetting (and price MAE) of a run")
+    ev.add_argument("run_dir")
+    ev.add_argument("--split", default="test", choices=("test", "validation", "train"))
+    ev.add_argument("--which", default="base,adapter,merged", help="models to evaluate (merged if present)")
+    ev.add_argument("--limit", type=int, default=None, help="at most N generation prompts")
+    ev.add_argument("--max-new-tokens", type=int, default=None)
+    ev.set_defaults(func=_cmd_evaluate)
+
+    an = sub.add_parser("analyze", help="LoRA weight diagnostics: ΔW spectra, effective rank, intruder dimensions")
+    an.add_argument("run_dir")
+    an.add_argument("--against", default=None, help="a second run to compare with")
+    an.add_argument("--top-k", type=int, default=10, help="top singular vectors checked for intruders (paper: 10)")
+    an.add_argument("--epsilon", type=float, default=0.5, help="cosine threshold of an intruder (paper: 0.5)")
+    an.add_argument("--method", default="lowrank", choices=("lowrank", "exact"))
+    an.add_argument("--lang", default="en", choices=("en", "vi"))
+    an.set_defaults(func=_cmd_analyze)
+
+    m = sub.add_parser("merge", help="merge a run's adapter into its base and verify the result")
+    m.add_argument("run_dir")
+    m.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
+                   help="precision of the saved model (the merge itself runs in float32)")
+    m.add_argument("--onto", default="auto", choices=("auto", "original", "dequantized", "4bit"),
+                   help="auto: dequantized for a QLoRA run, original otherwise; 4bit is lossy")
+    m.add_argument("--out", default=None, help="output folder (default: RUN_DIR/merged)")
+    m.add_argument("--prompts", type=int, default=8, help="verification prompts from the run's validation data")
+    m.set_defaults(func=_cmd_merge)
+
+    g = sub.add_parser("generate", help="generate for every row of a file with base / adapter / merged, to a CSV")
+    g.add_argument("run_dir")
+    g.add_argument("--input", required=True, help="a CSV / JSON / JSONL / Parquet file (MCQ: a context column)")
+    g.add_argument("--out", required=True, help="the CSV to write")
+    g.add_argument("--which", default="base,adapter,merged", help="comma-separated: base, adapter, merged")
+    g.add_argument("--max-new-tokens", type=int, default=128)
+    g.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
+    g.add_argument("--temperature", type=float, default=0.7)
+    g.add_argument("--top-p", type=float, default=0.9)
+    g.add_argument("--seed", type=int, default=0)
+    g.set_defaults(func=_cmd_generate)
+
+    c = sub.add_parser("chain", help="train presets in turn, each on the previous stage's merged model")
+    c.add_argument("presets", nargs="+", help="two or more presets, in order")
+    c.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="override a setting in every stage (repeatable)")
+    c.add_argument("--stage-set", action="append", default=[], metavar="N:SECTION.FIELD=VALUE",
+                   help="override a setting in stage N only, e.g. 2:data.max_length=512 (repeatable)")
+    c.add_argument("--runs-dir", default=None, help="parent folder of the run folders (default: runs/)")
+    c.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
+                   help="precision of the intermediate merged models")
+    c.set_defaults(func=_cmd_chain)
     return p
 
 

@@ -1,0 +1,193 @@
+"""Whole-run benchmarks: model load, memory, time to a verified merge, UI latency, the classroom demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.system import summary
+from core.paths import REPO_ROOT
+
+DEMO = "presets/demo.yaml"
+
+
+def _cli(*args: str, timeout: float = 3600) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), TOKENIZERS_PARALLELISM="false")
+    return subprocess.run([sys.executable, "-m", "core", *args], cwd=REPO_ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout, check=False)
+
+
+def _run_dir(res: subprocess.CompletedProcess) -> Path:
+    if res.returncode != 0:
+        raise RuntimeError(f"python -m core failed: {res.stderr.strip().splitlines()[-1]}")
+    return Path(res.stdout.strip().splitlines()[-1])
+
+
+def load(reps: int = 3) -> dict:
+    """Embedded SmolLM2: from the safetensors cache vs dequantizing its GGUF file."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from core.models import EMBEDDED, resolve_model
+
+    cached = resolve_model("embedded:smollm2-135m-instruct")
+    gguf = EMBEDDED["smollm2-135m-instruct"].gguf()
+    times: dict[str, list[float]] = {"cache": [], "gguf": []}
+    for _ in range(reps):
+        t = time.perf_counter()
+        AutoModelForCausalLM.from_pretrained(cached, dtype=torch.float32)
+        times["cache"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        times["gguf"].append(time.perf_counter() - t)
+    s = {k: summary(v) for k, v in times.items()}
+    ratio = s["gguf"]["median"] / s["cache"]["median"]
+    md = (f"Command: `python -m bench --only load`. SmolLM2-135M, float32.\n\n| from | seconds |\n|---|---|\n"
+          f"| safetensors cache | {s['cache']['median']:.2f} ({s['cache']['min']:.2f}–{s['cache']['max']:.2f}) |\n"
+          f"| GGUF (dequantize) | {s['gguf']['median']:.2f} ({s['gguf']['min']:.2f}–{s['gguf']['max']:.2f}) |\n\n"
+          f"The cache loads **{ratio:.0f}×** faster.")
+    return {"seconds": s, "ratio": ratio, "markdown": md}
+
+
+def memory(reps: int = 3) -> dict:
+    """Peak RSS of a short demo-preset training run against the estimator's prediction for the same config."""
+    from core import config as C
+    from core.models import estimate_memory, human_bytes
+
+    overrides = ["train.max_steps=3", "data.validation_fraction=0", "train.save_steps=1000"]
+    cfg = C.load_yaml(REPO_ROOT / DEMO, overrides)
+    est = estimate_memory(cfg)
+    peaks = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(reps):
+            args = ["train", DEMO, *[x for o in overrides for x in ("--set", o)], "--runs-dir", f"{tmp}/r{i}"]
+            code = ("import resource, runpy, sys; sys.argv = ['core'] + " + repr(args) + "\n"
+                    "try:\n    runpy.run_module('core', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+                    "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+            res = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True,
+                                 env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)), timeout=3600)
+            line = [x for x in res.stdout.splitlines() if x.startswith("PEAK")]
+            if not line:
+                raise RuntimeError(f"memory run failed: {res.stderr[-500:]}")
+            peaks.append(int(line[0].split()[1]) * 1024.0)
+    s = summary(peaks)
+    err = 100 * (est.total - s["median"]) / s["median"]
+    rows = "\n".join(f"| {k} | {human_bytes(v)} |" for k, v in est.breakdown().items())
+    md = (f"Command: `python -m bench --only memory`. Demo preset (SmolLM2, batch "
+          f"{cfg.train.per_device_train_batch_size}, max_length {cfg.data.max_length}), 3 steps, in a fresh process.\n\n"
+          f"Measured peak RSS: **{human_bytes(s['median'])}** ({human_bytes(s['min'])}–{human_bytes(s['max'])}). "
+          f"Estimated before Start: **{human_bytes(est.total)}** — error {err:+.0f}%.\n\n| estimate part | bytes |\n"
+          f"|---|---|\n{rows}")
+    return {"peak_rss": s, "estimate": est.breakdown(), "error_percent": round(err, 1), "markdown": md}
+
+
+def e2e(reps: int = 3) -> dict:
+    """From Start to a merged and verified model, for the demo preset (train → merge → report)."""
+    from core.merge import merge_run
+
+    phases: dict[str, list[float]] = {"train": [], "merge_and_verify": [], "total": []}
+    passed = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(reps):
+            t0 = time.perf_counter()
+            run_dir = _run_dir(_cli("train", DEMO, "--runs-dir", f"{tmp}/r{i}"))
+            t1 = time.perf_counter()
+            report = merge_run(run_dir)
+            t2 = time.perf_counter()
+            passed.append(report.passed)
+            phases["train"].append(t1 - t0)
+            phases["merge_and_verify"].append(t2 - t1)
+            phases["total"].append(t2 - t0)
+    s = {k: summary(v) for k, v in phases.items()}
+    md = ("Command: `python -m bench --only e2e`. `python -m core train presets/demo.yaml`, then the merge with its "
+          "verification report, in one process each.\n\n| phase | seconds |\n|---|---|\n"
+          + "\n".join(f"| {k} | {v['median']:.0f} ({v['min']:.0f}–{v['max']:.0f}) |" for k, v in s.items())
+          + f"\n\nVerification passed in {sum(passed)}/{len(passed)} runs.")
+    return {"seconds": s, "passed": passed, "markdown": md}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ui(reps: int = 3, calls: int = 60) -> dict:
+    """p50 / p95 latency of the ``training_status`` API through gradio_client, idle and while training."""
+    from gradio_client import Client
+
+    from bench.ui_driver import start_training_via_api
+
+    port = _free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", LORA_STUDIO_RUNS=tmp, PYTHONPATH=str(REPO_ROOT))
+        app = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--runs-dir", tmp], cwd=REPO_ROOT,
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            url = f"http://127.0.0.1:{port}/"
+            deadline = time.monotonic() + 180
+            client = None
+            while client is None and time.monotonic() < deadline:
+                try:
+                    client = Client(url, verbose=False)
+                except Exception:  # noqa: BLE001 - the server is still starting
+                    time.sleep(1)
+            if client is None:
+                raise RuntimeError("the app did not start")
+
+            def sample(n: int) -> list[float]:
+                out = []
+                for _ in range(n):
+                    t = time.perf_counter()
+                    client.predict(api_name="/training_status")
+                    out.append(1000 * (time.perf_counter() - t))
+                    time.sleep(0.05)
+                return out
+
+            idle = sample(calls)
+            start_training_via_api(client)
+            time.sleep(5)  # into the steps, past model loading
+            busy = sample(calls)
+        finally:
+            app.terminate()
+            app.wait(30)
+
+    def pct(xs: list[float], q: float) -> float:
+        xs = sorted(xs)
+        return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+    res = {k: {"p50_ms": round(pct(v, 0.5), 1), "p95_ms": round(pct(v, 0.95), 1), "n": len(v)}
+           for k, v in (("idle", idle), ("training", busy))}
+    md = ("Command: `python -m bench --only ui`. `app.py` in its own process; `gradio_client` calls "
+          f"`/training_status` {calls} times, idle and while the app trains the demo preset.\n\n"
+          "| state | p50 ms | p95 ms |\n|---|---|---|\n"
+          + "\n".join(f"| {k} | {v['p50_ms']} | {v['p95_ms']} |" for k, v in res.items()))
+    return {**res, "markdown": md}
+
+
+def demo(reps: int = 1) -> dict:
+    """The classroom result: train the demo preset, then MCQ validity of base vs fine-tuned on the test split."""
+    from core.evaluate import evaluate_run
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        run_dir = _run_dir(_cli("train", DEMO, "--runs-dir", tmp))
+        wall = time.perf_counter() - t0
+        info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+        report = evaluate_run(run_dir, split="test", which=("base", "adapter"))
+    b, a = report["models"]["base"], report["models"]["adapter"]
+    md = ("Command: `python -m bench --only demo` (trains `presets/demo.yaml`, then "
+          "`python -m core evaluate RUN --split test`). Contexts from the test split, never trained on.\n\n"
+          f"| model | valid MCQs | loss on test answers | general-text perplexity |\n|---|---|---|---|\n"
+          f"| base | {b['n_valid']}/{b['n']} ({100 * b['validity_rate']:.0f}%) | {b['loss']} | {b.get('general_perplexity')} |\n"
+          f"| fine-tuned | {a['n_valid']}/{a['n']} ({100 * a['validity_rate']:.0f}%) | {a['loss']} | "
+          f"{a.get('general_perplexity')} |\n\n"
+          f"Training: {info.get('train_seconds', 0):.0f} s of steps ({wall:.0f} s wall with loading) on this machine.")
+    return {"train_seconds": info.get("train_seconds"), "wall_seconds": round(wall, 1), "report": report,
+            "markdown": md}
