@@ -7,23 +7,23 @@ RUN/analysis.json (reused while it is newer than the adapter) and draws the figu
 from __future__ import annotations
 
 import gc
-import html
 import json
 import logging
 import threading
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
 import gradio as gr
 import pandas as pd
 
-from core.analysis import AnalysisResult, analyze_peft_model, compare, explain, fig_intruders, fig_norm_heatmap, \
-    fig_spectra
-from core.errors import StudioError
-from gui.common import AppContext, error_html
+from core.analysis import (AnalysisResult, analyze_peft_model, compare, explain, fig_intruders, fig_norm_heatmap,
+                           fig_spectra)
+from gui.common import AppContext, error_html, note_html
 from gui.i18n import register, t
-from gui.tab_merge import num, read_run_info, refresh_runs, resolve_run, run_choices
+from gui.tab_merge import (default_run, link_run_picker, no_runs_info, num, read_run_info,
+                           refresh_runs, resolve_run, run_choices)
 
 log = logging.getLogger("lora_studio.gui.analysis")
 
@@ -44,7 +44,7 @@ TEXT = register(__name__, {
     "an_button": {"en": "Analyze", "vi": "Phân tích"},
     "an_recompute": {"en": "Recompute even if a saved analysis exists",
                      "vi": "Tính lại dù đã có kết quả phân tích được lưu"},
-    "an_modules": {"en": "Spectra of", "vi": "Phổ của"},
+    "an_modules": {"en": "Draw the spectra of", "vi": "Vẽ phổ cho"},
     "an_modules_info": {"en": "module types (q_proj…) or single modules; empty = all",
                         "vi": "loại mô-đun (q_proj…) hoặc từng mô-đun; để trống = tất cả"},
     "an_reading": {"en": "Reading", "vi": "Diễn giải"},
@@ -57,13 +57,13 @@ TEXT = register(__name__, {
     "an_compare": {"en": "Comparison", "vi": "So sánh"},
     "an_metric": {"en": "Measure", "vi": "Chỉ số"},
     "an_delta": {"en": "Difference (B − A)", "vi": "Chênh lệch (B − A)"},
-    "m_rel_change": {"en": "overall ‖ΔW‖/‖W‖", "vi": "‖ΔW‖/‖W‖ toàn bộ"},
-    "m_mean_rel_change": {"en": "mean ‖ΔW‖/‖W‖ per module", "vi": "‖ΔW‖/‖W‖ trung bình mỗi mô-đun"},
-    "m_mean_effective_rank": {"en": "mean effective rank", "vi": "hạng hiệu dụng trung bình"},
-    "m_median_r": {"en": "rank r", "vi": "hạng r"},
-    "m_intruders": {"en": "intruder dimensions", "vi": "số chiều xâm nhập"},
-    "m_modules_with_intruders": {"en": "modules with intruders", "vi": "số mô-đun có chiều xâm nhập"},
-    "m_n_modules": {"en": "modules analysed", "vi": "số mô-đun đã phân tích"},
+    "m_rel_change": {"en": "Overall ‖ΔW‖/‖W‖", "vi": "‖ΔW‖/‖W‖ toàn bộ"},
+    "m_mean_rel_change": {"en": "Mean ‖ΔW‖/‖W‖ per module", "vi": "‖ΔW‖/‖W‖ trung bình mỗi mô-đun"},
+    "m_mean_effective_rank": {"en": "Mean effective rank", "vi": "Hạng hiệu dụng trung bình"},
+    "m_median_r": {"en": "Rank r", "vi": "Hạng r"},
+    "m_intruders": {"en": "Intruder dimensions", "vi": "Số chiều xâm nhập"},
+    "m_modules_with_intruders": {"en": "Modules with intruders", "vi": "Số mô-đun có chiều xâm nhập"},
+    "m_n_modules": {"en": "Modules analysed", "vi": "Số mô-đun đã phân tích"},
 })
 
 # one analysis at a time: each holds a full base model in memory
@@ -167,7 +167,7 @@ def analyze(run: str | None, run_b: str | None, force: bool, lang: str, runs_dir
     """
     empty = (None, gr.update(visible=False), None, None, gr.update(), gr.update(visible=False), [])
     if not run:
-        return (f'<div class="ls-error">{html.escape(t("pick_run", lang))}</div>', "", *empty)
+        return (note_html(t("pick_run", lang), "warn"), "", *empty)
     picked = [run] + ([run_b] if run_b and run_b != run else [])
     results: list[AnalysisResult] = []
     notes: list[str] = []
@@ -189,7 +189,7 @@ def analyze(run: str | None, run_b: str | None, force: bool, lang: str, runs_dir
                                path=run_dir / "analysis.json"))
             result.label = name
             results.append(result)
-    except (StudioError, OSError) as e:
+    except Exception as e:  # noqa: BLE001 - the GUI edge: every failure becomes a message (traceback logged)
         return (error_html(e, lang), "", *empty)
 
     reading = "\n\n".join(f"**{r.label}** — {explain(r, lang)}" if len(results) > 1 else explain(r, lang)
@@ -199,17 +199,35 @@ def analyze(run: str | None, run_b: str | None, force: bool, lang: str, runs_dir
               else gr.update(value=None, visible=False))
     table = (gr.update(value=comparison_frame(results[0], results[1], lang), visible=True) if len(results) > 1
              else gr.update(visible=False))
-    status = "<br>".join(html.escape(n) for n in notes)
-    return (f'<div class="ls-ok">{status}</div>', reading, fig_norm_heatmap(results[0], lang=lang), heat_b,
-            fig_spectra(results, mods or None, lang=lang), fig_intruders(results, lang=lang),
+    return (note_html(" ".join(notes), "ok"), reading, fig_norm_heatmap(results[0], lang=lang), heat_b,
+            spectra_figure(results, mods, lang), intruders_figure(results, lang),
             gr.update(choices=module_choices(results), value=mods), table, results)
+
+
+_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+            "#17becf")
+
+
+def spectra_figure(results: list[AnalysisResult], modules: list[str] | None, lang: str):
+    """core's spectra figure; with a single run each module gets its own colour (core colours by run)."""
+    fig = fig_spectra(results, modules or None, lang=lang)
+    if len(results) == 1:
+        for i, trace in enumerate(fig.data):
+            trace.line.color = _PALETTE[i % len(_PALETTE)]
+    return fig
+
+
+def intruders_figure(results: list[AnalysisResult], lang: str):
+    fig = fig_intruders(results, lang=lang)
+    fig.update_yaxes(rangemode="nonnegative")  # counts: no negative axis when every count is zero
+    return fig
 
 
 def redraw_spectra(modules: list[str] | None, results: list[AnalysisResult] | None, lang: str):
     """The spectra figure for other modules, from the results already computed."""
     if not results:
         return None
-    return fig_spectra(results, modules or None, lang=lang)
+    return spectra_figure(results, modules, lang)
 
 
 @dataclass
@@ -230,10 +248,14 @@ class AnalysisTab:
     results: gr.State
 
 
+def refresh_run_b(run_b: str | None, lang: str, runs_dir: str) -> dict:
+    """The optional second-run dropdown: "none" first, then the runs now on disk."""
+    choices = [(t("an_none", lang), "")] + run_choices(runs_dir, lang)
+    return gr.update(choices=choices, value=run_b if run_b in [v for _, v in choices] else "")
+
+
 def _refresh_both(run: str | None, run_b: str | None, lang: str, runs_dir: str) -> tuple[dict, dict]:
-    a = refresh_runs(run, lang, runs_dir)
-    choices = [(t("an_none", lang), "")] + list(a["choices"])
-    return a, gr.update(choices=choices, value=run_b if run_b in [v for _, v in choices] else "")
+    return refresh_runs(run, lang, runs_dir), refresh_run_b(run_b, lang, runs_dir)
 
 
 def build(ctx: AppContext) -> AnalysisTab:
@@ -243,8 +265,8 @@ def build(ctx: AppContext) -> AnalysisTab:
     choices = run_choices(ctx.runs_dir, lang)
     gr.Markdown(t("an_intro", lang))
     with gr.Row():
-        run = gr.Dropdown(choices=choices, value=choices[0][1] if choices else None, label=t("run", lang),
-                          info=None if choices else t("no_runs", lang), scale=3)
+        run = gr.Dropdown(choices=choices, value=default_run(ctx.runs_dir), label=t("run", lang),
+                          info=no_runs_info(choices, lang), scale=3)
         run_b = gr.Dropdown(choices=[(t("an_none", lang), "")] + choices, value="", label=t("an_run_b", lang),
                             scale=3)
         refresh = gr.Button(t("refresh_runs", lang), scale=1, size="sm")
@@ -265,6 +287,12 @@ def build(ctx: AppContext) -> AnalysisTab:
     results = gr.State([])
 
     refresh.click(_refresh_both, [run, run_b, lang_state, runs_state], [run, run_b], api_visibility="private")
+    link_run_picker(ctx, run)
+    # the second dropdown is re-listed on page load and when opened, as link_run_picker does for the first
+    gr.on(None, partial(refresh_run_b, "", lang, str(ctx.runs_dir)), None, run_b, api_visibility="private",
+          show_progress="hidden")
+    run_b.focus(refresh_run_b, [run_b, lang_state, runs_state], run_b, api_visibility="private",
+                show_progress="hidden")
     analyze_btn.click(analyze, [run, run_b, force, lang_state, runs_state],
                       [status, reading, heatmap, heatmap_b, spectra, intruders, modules, comparison, results],
                       api_name="analyze", concurrency_limit=1, concurrency_id="models")

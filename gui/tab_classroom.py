@@ -21,13 +21,12 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from core.errors import StudioError
-from core.mcq import LETTERS, REASON_CODES, REASONS, describe_reasons, mcqs_to_rows, render_mcq_html, \
+from core.mcq import LETTERS, REASON_CODES, REASONS, mcqs_to_rows, render_mcq_html, \
     render_printable_html, validate_mcq
-from gui.common import AppContext, error_html
+from gui.common import AppContext, error_html, note_html
 from gui.i18n import register, t
-from gui.tab_compare import MODELS, build_prompt, note_html
-from gui.tab_merge import adapter_runs, num, refresh_runs, resolve_run, run_choices
+from gui.tab_compare import MODELS, build_prompt
+from gui.tab_merge import default_run, link_run_picker, no_runs_info, num, refresh_runs, resolve_run, run_choices
 
 log = logging.getLogger("lora_studio.gui.classroom")
 
@@ -42,14 +41,12 @@ TEXT = register(__name__, {
         "vi": "Chọn một đoạn văn (hoặc dán đoạn văn của bạn) và để hai mô hình cùng ra một câu hỏi trắc nghiệm về "
               "nó. Các đoạn văn lấy từ phần kiểm tra của dữ liệu mẫu, mô hình chưa từng thấy khi học."},
     "cls_model": {"en": "Fine-tuned model", "vi": "Mô hình đã tinh chỉnh"},
-    "cls_no_runs": {"en": "No question-writing model yet: train one on the multiple-choice sample first.",
-                    "vi": "Chưa có mô hình ra câu hỏi: hãy huấn luyện trên dữ liệu trắc nghiệm mẫu trước."},
     "cls_sample": {"en": "Sample paragraph", "vi": "Đoạn văn mẫu"},
-    "cls_random": {"en": "🎲 Random paragraph", "vi": "🎲 Đoạn văn ngẫu nhiên"},
+    "cls_random": {"en": "Random paragraph", "vi": "Đoạn văn ngẫu nhiên"},
     "cls_context": {"en": "Paragraph", "vi": "Đoạn văn"},
     "cls_creative": {"en": "Different question each time (random sampling)",
                      "vi": "Mỗi lần một câu hỏi khác (lấy mẫu ngẫu nhiên)"},
-    "cls_generate": {"en": "✨ Write a question", "vi": "✨ Ra câu hỏi"},
+    "cls_generate": {"en": "Write a question", "vi": "Ra câu hỏi"},
     "cls_base": {"en": "Original model", "vi": "Mô hình gốc"},
     "cls_tuned": {"en": "Fine-tuned model", "vi": "Mô hình đã tinh chỉnh"},
     "cls_valid": {"en": "✓ Valid question", "vi": "✓ Câu hỏi hợp lệ"},
@@ -77,14 +74,17 @@ TEXT = register(__name__, {
               "lại chưa hợp lệ. Trên CPU sẽ mất một lúc."},
     "cls_eval_n": {"en": "Number of paragraphs", "vi": "Số đoạn văn"},
     "cls_eval_button": {"en": "Evaluate", "vi": "Đánh giá"},
+    "cls_eval_done": {"en": "Done in {s} s.", "vi": "Xong trong {s} giây."},
+    "cls_eval_working": {"en": "evaluating…", "vi": "đang đánh giá…"},
     "cls_measure": {"en": "Measure", "vi": "Chỉ số"},
-    "cls_validity": {"en": "valid questions", "vi": "tỉ lệ câu hợp lệ"},
-    "cls_perplexity": {"en": "perplexity on the test answers (lower is better)",
-                       "vi": "độ bối rối trên đáp án kiểm tra (càng thấp càng tốt)"},
-    "cls_n": {"en": "questions written", "vi": "số câu đã ra"},
-    "cls_reason": {"en": "problem: {reason}", "vi": "lỗi: {reason}"},
-    "cls_answer": {"en": "answer key {letter}", "vi": "đáp án {letter}"},
-    "cls_answer_other": {"en": "other answer key", "vi": "đáp án khác"},
+    "cls_validity": {"en": "Valid questions", "vi": "Tỉ lệ câu hợp lệ"},
+    "cls_perplexity": {"en": "Perplexity on the test answers (lower is better)",
+                       "vi": "Độ hỗn loạn (perplexity) trên đáp án kiểm tra (càng thấp càng tốt)"},
+    "cls_general_perplexity": {"en": "Perplexity on general text (rising = forgetting)",
+                               "vi": "Độ hỗn loạn (perplexity) trên văn bản chung (tăng lên = đang quên)"},
+    "cls_reason": {"en": "Problem: {reason}", "vi": "Lỗi: {reason}"},
+    "cls_answer": {"en": "Answer key {letter}", "vi": "Đáp án {letter}"},
+    "cls_answer_other": {"en": "Other answer key", "vi": "Đáp án khác"},
     "topic:hardware": {"en": "Hardware", "vi": "Phần cứng"},
     "topic:software": {"en": "Software", "vi": "Phần mềm"},
     "topic:operating systems": {"en": "Operating systems", "vi": "Hệ điều hành"},
@@ -98,9 +98,10 @@ TEXT = register(__name__, {
     "topic:digital citizenship": {"en": "Digital citizenship", "vi": "Công dân số"},
 })
 
-# Large type for a projector; gui.app adds this to the page's css (see the report of GUI-B).
+# Large type for a projector, injected by build() inside the tab.
 CSS = """
-.ls-classroom textarea { font-size: 1.25rem !important; line-height: 1.5 !important; }
+.ls-classroom textarea { font-size: 1.3rem !important; line-height: 1.55 !important; }
+.ls-classroom input { font-size: 1.1rem !important; }
 .ls-classroom button.lg { font-size: 1.3rem !important; }
 .ls-classroom .ls-cls-head { font-size: 1.35rem; font-weight: 700; margin: 0.25rem 0; }
 """
@@ -156,33 +157,27 @@ def context_text(context_id: str | None) -> str:
     return ""
 
 
-def default_run(runs_dir: str | Path) -> str | None:
-    """The newest finished run on the MCQ template, else the newest MCQ run with an adapter."""
-    runs = adapter_runs(runs_dir, MCQ_TEMPLATE)
-    finished = [r for r in runs if r.get("status") == "finished"]
-    return (finished or runs or [{"name": None}])[0]["name"]
-
-
 # ----------------------------------------------------------------------------- rendering
 
 def validity_badge(text: str, lang: str) -> str:
-    """A ✓/✗ badge for generated MCQ text, with the reasons it is invalid in the UI language."""
+    """A ✓/✗ badge for generated MCQ text; the card under it lists the reasons (core.mcq.REASONS, UI language)."""
     check = validate_mcq(text)
-    if check.valid:
-        return (f'<div class="ls-valid" style="display:inline-block;padding:0.3rem 0.9rem;border-radius:999px;'
-                f'background:#dcfce7;color:#166534;font-weight:700;font-size:1.1rem">{html.escape(t("cls_valid", lang))}'
-                f'</div>')
-    reasons = "".join(f"<li>{html.escape(r)}</li>" for r in describe_reasons(check.reasons, lang))
-    return (f'<div class="ls-invalid" style="padding:0.4rem 0.9rem;border-radius:12px;background:#fee2e2;'
-            f'color:#991b1b;font-size:1.05rem"><strong>{html.escape(t("cls_invalid", lang))}</strong>'
-            f'<ul style="margin:0.2rem 0 0 1.2rem">{reasons}</ul></div>')
+    ok = check.valid
+    fg, bg = ("#166534", "#dcfce7") if ok else ("#991b1b", "#fee2e2")
+    label = t("cls_valid" if ok else "cls_invalid", lang)
+    return (f'<div class="{"ls-valid" if ok else "ls-invalid"}" role="status" style="display:inline-block;'
+            f'padding:0.3rem 0.9rem;border-radius:999px;background:{bg};color:{fg};font-weight:700;'
+            f'font-size:1.1rem">{html.escape(label)}</div>')
 
 
 def card_html(title: str, text: str, lang: str) -> str:
     """Heading, validity badge and quiz card (answer behind a click) of one model's output."""
-    return (f'<div class="ls-cls-card"><div class="ls-cls-head" style="font-size:1.35rem;font-weight:700;'
-            f'margin:0.25rem 0 0.4rem">{html.escape(title)}</div>{validity_badge(text, lang)}'
-            f'{render_mcq_html(text, reveal=False, lang=lang)}</div>')
+    # overflow-wrap: a small model sometimes writes one endless "1.1.1.1…" token that would leave the card;
+    # max-height: a rambling base model must not push the fine-tuned model's card off the projector
+    return (f'<div class="ls-cls-card" style="overflow-wrap:anywhere"><div class="ls-cls-head" '
+            f'style="font-size:1.35rem;font-weight:700;margin:0.25rem 0 0.4rem">{html.escape(title)}</div>'
+            f'{validity_badge(text, lang)}<div style="max-height:42rem;overflow-y:auto">'
+            f'{render_mcq_html(text, reveal=False, lang=lang)}</div></div>')
 
 
 # ----------------------------------------------------------------------------- handlers
@@ -200,9 +195,9 @@ def generate(run: str | None, context: str, creative: bool, lang: str, runs_dir:
 
     history = list(history or [])
     if not run:
-        return "", "", note_html(t("cls_no_runs", lang)), history, _export_note(history, lang)
+        return "", "", note_html(t("no_mcq_runs", lang), "warn"), history, _export_note(history, lang)
     if not (context or "").strip():
-        return "", "", note_html(t("cls_empty", lang)), history, _export_note(history, lang)
+        return "", "", note_html(t("cls_empty", lang), "warn"), history, _export_note(history, lang)
     seed = random.SystemRandom().randrange(2**31) if creative else 0
     decoding = Decoding(max_new_tokens=MAX_NEW_TOKENS, do_sample=bool(creative), temperature=0.7, top_p=0.9, seed=seed)
     try:
@@ -215,7 +210,7 @@ def generate(run: str | None, context: str, creative: bool, lang: str, runs_dir:
             base = models.generate([prompt], names["base"], decoding)[0].text
             progress(0.55, desc=t("cls_working", lang))
             tuned = models.generate([prompt], names["adapter"], decoding)[0].text
-    except (StudioError, OSError) as e:
+    except Exception as e:  # noqa: BLE001 - the GUI edge: every failure becomes a message (traceback logged)
         return "", "", error_html(e, lang), history, _export_note(history, lang)
     for model, text in (("base", base), ("fine-tuned", tuned)):
         history.append({"model": model, "run": run, "context": context.strip(), "text": text})
@@ -252,7 +247,7 @@ def export_csv(history: list[dict] | None, only_tuned: bool, only_valid: bool, l
         row.update(model=h["model"], run=h["run"], context=h["context"])
     path = _out_dir() / "mcq_questions.csv"
     pd.DataFrame(rows).to_csv(path, index=False, quoting=csv.QUOTE_NONNUMERIC, encoding="utf-8-sig")  # Excel: BOM
-    return str(path), note_html(t("cls_saved", lang, n=len(rows)))
+    return str(path), note_html(t("cls_saved", lang, n=len(rows)), "ok")
 
 
 def export_printable(history: list[dict] | None, only_tuned: bool, only_valid: bool, title: str, lang: str
@@ -261,10 +256,11 @@ def export_printable(history: list[dict] | None, only_tuned: bool, only_valid: b
     items = _selected(history, only_tuned, only_valid)
     if not items:
         return None, note_html(t("cls_nothing", lang))
-    page = render_printable_html([h["text"] for h in items], (title or "").strip() or t("cls_title_default", lang), lang)
+    title = (title or "").strip() or t("cls_title_default", lang)
+    page = render_printable_html([h["text"] for h in items], title, lang)
     path = _out_dir() / "mcq_questions.html"
     path.write_text(page, encoding="utf-8")
-    return str(path), note_html(t("cls_saved", lang, n=len(items)))
+    return str(path), note_html(t("cls_saved", lang, n=len(items)), "ok")
 
 
 def evaluation_frame(result: dict, lang: str) -> pd.DataFrame:
@@ -281,22 +277,24 @@ def evaluation_frame(result: dict, lang: str) -> pd.DataFrame:
             row[cols.get(w, w)] = "" if value is None else value
         rows.append(row)
 
-    def pct(m: dict) -> str | None:
+    def validity(m: dict) -> str | None:
         rate = m.get("validity_rate")
-        return None if rate is None else f"{num(100 * rate, lang, 0)}%"
+        if rate is None:
+            return None
+        counts = f"{m['n_valid']}/{m['n']} · " if "n_valid" in m and "n" in m else ""
+        return f"{counts}{num(100 * rate, lang, 0)}%"
 
-    def ppl(m: dict) -> str | None:
-        p = m.get("perplexity")
-        return None if p is None else num(p, lang, 2)
+    def number(key: str):
+        return lambda m: None if m.get(key) is None else num(m[key], lang, 2)
 
-    add(t("cls_validity", lang), pct)
-    if any("n" in models[w] for w in which):
-        add(t("cls_n", lang), lambda m: m.get("n"))
-    if any(models[w].get("perplexity") is not None for w in which):
-        add(t("cls_perplexity", lang), ppl)
+    add(t("cls_validity", lang), validity)
+    for key, label in (("perplexity", "cls_perplexity"), ("general_perplexity", "cls_general_perplexity")):
+        if any(models[w].get(key) is not None for w in which):
+            add(t(label, lang), number(key))
     for code in REASON_CODES:
         if any(models[w].get("reason_counts", {}).get(code) for w in which):
-            add(t("cls_reason", lang, reason=REASONS[code][lang]), lambda m, c=code: m.get("reason_counts", {}).get(c, 0))
+            add(t("cls_reason", lang, reason=REASONS[code][lang]),
+                lambda m, c=code: m.get("reason_counts", {}).get(c, 0))
     for letter in (*LETTERS, "other"):
         label = t("cls_answer", lang, letter=letter) if letter != "other" else t("cls_answer_other", lang)
         if letter != "other" or any(models[w].get("answer_distribution", {}).get("other") for w in which):
@@ -304,24 +302,34 @@ def evaluation_frame(result: dict, lang: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def evaluate(run: str | None, limit: float, lang: str, runs_dir: str) -> tuple[Any, str]:
+def evaluate(run: str | None, limit: float, lang: str, runs_dir: str, progress: gr.Progress = gr.Progress()
+             ) -> tuple[Any, str]:
     """Run core.evaluate.evaluate_run on the test split for base and adapter.
 
     Returns:
         (table or None, status HTML)
     """
     if not run:
-        return None, note_html(t("cls_no_runs", lang))
+        return None, note_html(t("no_mcq_runs", lang), "warn")
     try:
         from core.evaluate import evaluate_run
 
         run_dir = resolve_run(runs_dir, run)
         t0 = time.monotonic()
         with MODELS.lock:  # evaluation loads its own models: do not generate meanwhile
-            result = evaluate_run(run_dir, split="test", which=("base", "adapter"), limit=max(1, int(limit)))
-    except (StudioError, OSError) as e:
+            result = evaluate_run(run_dir, split="test", which=("base", "adapter"), limit=max(1, int(limit)),
+                                  progress=lambda msg: progress(None, desc=_eval_stage(msg, lang)))
+    except Exception as e:  # noqa: BLE001 - the GUI edge: every failure becomes a message (traceback logged)
         return None, error_html(e, lang)
-    return evaluation_frame(result, lang), note_html(t("cls_time", lang, s=num(time.monotonic() - t0, lang)))
+    return evaluation_frame(result, lang), note_html(t("cls_eval_done", lang, s=num(time.monotonic() - t0, lang)))
+
+
+def _eval_stage(message: str, lang: str) -> str:
+    """core.evaluate reports its stages in English ("base: generating 5 answers"); name the model in the UI language."""
+    name, _, rest = message.partition(":")
+    if name in ("base", "adapter") and rest:
+        return f"{t('cls_base' if name == 'base' else 'cls_tuned', lang)} — {t('cls_eval_working', lang)}"
+    return t("cls_eval_working", lang)
 
 
 def pick_sample(context_id: str | None) -> Any:
@@ -377,12 +385,12 @@ def build(ctx: AppContext) -> ClassroomTab:
     with gr.Column(elem_classes=["ls-classroom"]):
         gr.Markdown(t("cls_intro", lang))
         with gr.Row():
-            run = gr.Dropdown(choices=runs, value=default_run(ctx.runs_dir), label=t("cls_model", lang),
-                              info=None if runs else t("cls_no_runs", lang), scale=4)
+            run = gr.Dropdown(choices=runs, value=default_run(ctx.runs_dir, MCQ_TEMPLATE), label=t("cls_model", lang),
+                              info=no_runs_info(runs, lang, MCQ_TEMPLATE), scale=4)
             refresh = gr.Button(t("refresh_runs", lang), scale=1, size="sm")
-        with gr.Row(equal_height=True):
+        with gr.Row():
             sample = gr.Dropdown(choices=samples, value=first_sample, label=t("cls_sample", lang), scale=4)
-            random_btn = gr.Button(t("cls_random", lang), scale=1)
+            random_btn = gr.Button(t("cls_random", lang), scale=1, size="md")
         context = gr.Textbox(value=context_text(first_sample), label=t("cls_context", lang), lines=6, max_lines=14)
         with gr.Row():
             generate_btn = gr.Button(t("cls_generate", lang), variant="primary", size="lg", scale=3)
@@ -410,8 +418,11 @@ def build(ctx: AppContext) -> ClassroomTab:
                 evaluate_btn = gr.Button(t("cls_eval_button", lang), visible=HAS_EVALUATE)
             eval_status = gr.HTML()
             eval_table = gr.Dataframe(interactive=False, wrap=True)
+        # the tab brings its own large type (scoped to .ls-classroom): a projector needs it, the other tabs do not
+        gr.HTML(f"<style>{CSS}</style>", padding=False, container=False, elem_classes=["ls-style"])
 
     refresh.click(refresh_mcq_runs, [run, lang_state, runs_state], run, api_visibility="private")
+    link_run_picker(ctx, run, MCQ_TEMPLATE)
     sample.change(pick_sample, sample, context, api_visibility="private")
     random_btn.click(pick_random, context, [sample, context], api_visibility="private")
     generate_btn.click(generate, [run, context, creative, lang_state, runs_state, history],

@@ -23,9 +23,10 @@ import gradio as gr
 import pandas as pd
 
 from core.errors import DataError, StudioError
-from gui.common import AppContext, error_html
+from gui.common import AppContext, error_html, note_html
 from gui.i18n import register, t
-from gui.tab_merge import read_run_info, refresh_runs, resolve_run, run_choices
+from gui.tab_merge import (default_run, link_run_picker, no_runs_info, num, read_run_info,
+                           refresh_runs, resolve_run, run_choices)
 
 log = logging.getLogger("lora_studio.gui.compare")
 
@@ -42,7 +43,7 @@ TEXT = register(__name__, {
     "context_info": {"en": "Prefilled with a paragraph of the test split, which the model never saw in training.",
                      "vi": "Điền sẵn một đoạn văn của tập kiểm tra, mô hình chưa từng thấy khi huấn luyện."},
     "other_row": {"en": "Another test example", "vi": "Ví dụ kiểm tra khác"},
-    "decoding": {"en": "Decoding", "vi": "Cách sinh chữ"},
+    "decoding": {"en": "Decoding", "vi": "Cách sinh văn bản"},
     "greedy": {"en": "Greedy (deterministic, best to compare)", "vi": "Tham lam (cố định, tốt nhất để so sánh)"},
     "sampling": {"en": "Sampling (varied)", "vi": "Lấy mẫu (đa dạng)"},
     "temperature": {"en": "Temperature", "vi": "Nhiệt độ"},
@@ -54,6 +55,7 @@ TEXT = register(__name__, {
     "pane_adapter": {"en": "Base + adapter (fine-tuned)", "vi": "Mô hình gốc + adapter (đã tinh chỉnh)"},
     "pane_merged": {"en": "Merged model", "vi": "Mô hình đã gộp"},
     "reference_badge": {"en": "reference", "vi": "mốc so sánh"},
+    "blank_output": {"en": "(only spaces or blank lines)", "vi": "(chỉ có khoảng trắng hoặc dòng trống)"},
     "identical": {"en": "identical", "vi": "giống hệt"},
     "differs": {"en": "differs from token {n}", "vi": "khác từ token thứ {n}"},
     "merge_first": {"en": "This run is not merged yet: merge it in the “Merge & export” tab to compare the merged model.",
@@ -62,11 +64,11 @@ TEXT = register(__name__, {
     "no_heldout": {"en": "This run's data has no {split} rows.", "vi": "Dữ liệu của lần huấn luyện này không có dòng {split} nào."},
     "timing": {"en": "{n} model(s) in {s} s", "vi": "{n} mô hình trong {s} giây"},
     "loading_models": {"en": "Loading the models…", "vi": "Đang nạp mô hình…"},
-    "generating": {"en": "Generating with: {which}", "vi": "Đang sinh với: {which}"},
+    "generating": {"en": "Generating: {which}", "vi": "Đang sinh câu trả lời: {which}"},
     "batch_title": {"en": "Batch: many rows to a CSV file", "vi": "Hàng loạt: nhiều dòng ra tệp CSV"},
     "split": {"en": "Rows from", "vi": "Lấy dòng từ"},
     "split_test": {"en": "test split", "vi": "tập kiểm tra"},
-    "split_validation": {"en": "validation split", "vi": "tập thẩm định"},
+    "split_validation": {"en": "validation split", "vi": "tập kiểm định"},
     "n_rows": {"en": "Number of rows", "vi": "Số dòng"},
     "batch_button": {"en": "Generate the CSV", "vi": "Tạo tệp CSV"},
     "batch_file": {"en": "Download", "vi": "Tải về"},
@@ -83,23 +85,28 @@ WHICH = ("base", "adapter", "merged")
 class ModelCache:
     """Holds one ModelSet (one base in memory) and switches between runs that share it.
 
-    A run on the cached base gets its adapter added under its own name; a run on another base, or the
-    merged model of a run other than the set's own, replaces the set. The lock serialises loading and
-    generation, so two clicks never race on the same weights.
+    A run on the cached base gets its adapter added under its own name; a run on another base, the
+    merged model of a run other than the set's own, or an adapter rewritten since it was loaded (a
+    resumed run) replaces the set. The lock serialises loading and generation, so two clicks never
+    race on the same weights.
     """
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self._set: Any = None
-        self._key: tuple | None = None  # (run_dir, merged marker) of the set's own run
+        self._own: tuple | None = None  # (run_dir, adapter stamp, merged stamp) of the set's own run
         self._base: str | None = None
-        self._extra: dict[str, str] = {}  # run_dir -> adapter name inside the set
+        self._extra: dict[str, tuple[str, float]] = {}  # run_dir -> (adapter name in the set, adapter stamp)
 
     @staticmethod
     def merged_marker(run_dir: Path) -> float | None:
-        """Modification time of RUN/merged/config.json, so that a fresh merge is picked up."""
+        """Modification time of RUN/merged/config.json (None when not merged), so that a fresh merge is seen."""
         cfg = run_dir / "merged" / "config.json"
         return cfg.stat().st_mtime if cfg.exists() else None
+
+    @staticmethod
+    def _adapter_stamp(run_dir: Path) -> float:
+        return max(p.stat().st_mtime for p in (run_dir / "adapter").iterdir() if p.is_file())
 
     def get(self, run_dir: Path, *, need_merged: bool) -> tuple[Any, dict[str, str]]:
         """The ModelSet for ``run_dir`` and the names its models have in it.
@@ -109,34 +116,39 @@ class ModelCache:
         from core.adapters import ModelSet
 
         run_dir = run_dir.resolve()
-        marker = self.merged_marker(run_dir) if need_merged else None
+        key = str(run_dir)
+        stamp = self._adapter_stamp(run_dir)
+        merged = self.merged_marker(run_dir) if need_merged else None
         base = str(read_run_info(run_dir).get("resolved_base_model") or "")
-        own = self._set is not None and self._key is not None and self._key[0] == str(run_dir)
-        if own and (not need_merged or self._key[1] == marker):
-            return self._set, self._names(run_dir)
-        if self._set is not None and not own and not need_merged and base and base == self._base:
-            if str(run_dir) not in self._extra:
-                name = f"run{len(self._extra) + 1}"
-                self._set.add_adapter(run_dir / "adapter", name)
-                self._extra[str(run_dir)] = name
-            return self._set, self._names(run_dir)
+        if self._set is not None:
+            own_dir, own_stamp, own_merged = self._own
+            if own_dir == key and own_stamp == stamp and (not need_merged or own_merged == merged):
+                return self._set, self._names(key)
+            fresh_extra = key in self._extra and self._extra[key][1] == stamp
+            if own_dir != key and not need_merged and base and base == self._base and \
+                    (fresh_extra or key not in self._extra):
+                if not fresh_extra:
+                    name = f"run{len(self._extra) + 1}"
+                    self._set.add_adapter(run_dir / "adapter", name)
+                    self._extra[key] = (name, stamp)
+                return self._set, self._names(key)
         self.clear()
-        self._set = ModelSet.from_run(run_dir, merged=marker is not None)
-        self._key, self._base, self._extra = (str(run_dir), marker), base, {}
-        return self._set, self._names(run_dir)
+        self._set = ModelSet.from_run(run_dir, merged=merged is not None)
+        self._own, self._base, self._extra = (key, stamp, merged), base, {}
+        return self._set, self._names(key)
 
-    def _names(self, run_dir: Path) -> dict[str, str]:
-        if self._key and self._key[0] == str(run_dir):
+    def _names(self, key: str) -> dict[str, str]:
+        if self._own and self._own[0] == key:
             names = {"base": "base", "adapter": "adapter"}
             if "merged" in self._set.names():
                 names["merged"] = "merged"
             return names
-        return {"base": "base", "adapter": self._extra[str(run_dir)]}
+        return {"base": "base", "adapter": self._extra[key][0]}
 
     def clear(self) -> None:
         import gc
 
-        self._set, self._key, self._base, self._extra = None, None, None, {}
+        self._set, self._own, self._base, self._extra = None, None, None, {}
         gc.collect()
 
 
@@ -182,7 +194,11 @@ def _heldout_rows(run_dir: str, split: str, stamp: float) -> tuple[dict, ...]:
     ctx = template_context(tok, cfg.data)
     rows = []
     for i in indices:
-        row = map_row(records[i], prepared.guess, cfg.data.clean)
+        try:
+            row = map_row(records[i], prepared.guess, cfg.data.clean)
+        except DataError as e:  # held-out rows are not checked by prepare(): skip a broken one
+            log.info("skipping held-out row %d of %s: %s", i, run_dir, e)
+            continue
         try:
             reference = format_row(row, prepared.template, ctx).reference
         except DataError:
@@ -224,26 +240,31 @@ def example_input(run: str | None, index: int, runs_dir: str) -> tuple[str, str]
 
 # ----------------------------------------------------------------------------- rendering
 
-_TOKEN = re.compile(r"\S+|\s+")
+_WORD = re.compile(r"(\s*)(\S+)")  # (leading whitespace, word): words are compared, layout is kept
 
 
 def word_diff_html(text: str, reference: str) -> str:
     """``text`` with the words that differ from ``reference`` marked; everything HTML-escaped.
 
-    Words only in ``text`` are in <mark>, words of ``reference`` missing here are struck through.
+    Words only in ``text`` are in <mark>; words of ``reference`` missing here are shown struck through
+    (<del>) where they would have been. Line breaks and spaces of ``text`` are kept.
     """
-    a, b = _TOKEN.findall(reference), _TOKEN.findall(text)
+    esc = html.escape
+    a, b = _WORD.findall(reference), _WORD.findall(text)
     out: list[str] = []
-    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+    matcher = difflib.SequenceMatcher(None, [w for _, w in a], [w for _, w in b], autojunk=False)
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
         if op == "equal":
-            out.append(html.escape("".join(b[j1:j2])))
+            out += [esc(ws + w) for ws, w in b[j1:j2]]
             continue
-        removed = "".join(a[i1:i2])
-        if removed.strip():
-            out.append(f'<del class="ls-del">{html.escape(removed)}</del>')
-        added = "".join(b[j1:j2])
-        if added:
-            out.append(f'<mark class="ls-ins">{html.escape(added)}</mark>' if added.strip() else html.escape(added))
+        inserted = b[j1:j2]
+        if i2 > i1:
+            # the removed words stand where the inserted ones start (or where they stood in the reference)
+            lead = inserted[0][0] if inserted else (a[i1][0] if out else "")
+            out.append(f'{esc(lead)}<del class="ls-del">{esc(" ".join(w for _, w in a[i1:i2]))}</del>')
+            inserted = [(" ", w) if k == 0 else (ws, w) for k, (ws, w) in enumerate(inserted)]
+        out += [f'{esc(ws)}<mark class="ls-ins">{esc(w)}</mark>' for ws, w in inserted]
+    out.append(esc(text[len(text.rstrip()):]))
     return "".join(out)
 
 
@@ -251,7 +272,7 @@ def _badge(text: str, kind: str) -> str:
     colours = {"ok": ("#166534", "#dcfce7"), "warn": ("#92400e", "#fef3c7"), "info": ("#1e3a8a", "#dbeafe")}
     fg, bg = colours[kind]
     return (f'<span class="ls-badge ls-badge-{kind}" style="display:inline-block;padding:0.1rem 0.6rem;'
-            f'border-radius:999px;font-size:0.85rem;font-weight:600;color:{fg};background:{bg}">'
+            f'border-radius:999px;font-size:0.85rem;font-weight:600;white-space:nowrap;color:{fg};background:{bg}">'
             f'{html.escape(text)}</span>')
 
 
@@ -263,16 +284,13 @@ def divergence_badge(ids: list[int], reference_ids: list[int], lang: str) -> str
 
 
 def pane_html(title: str, badge: str, body: str) -> str:
+    # max-height: a model that rambles (or writes hundreds of blank lines) must not stretch the page
     return (f'<div class="ls-pane" style="border:1px solid #d1d5db;border-radius:10px;padding:0.75rem;'
             f'background:#fff;color:#111827;min-height:8rem">'
             f'<div style="display:flex;justify-content:space-between;gap:0.5rem;align-items:center;'
             f'margin-bottom:0.5rem"><strong>{html.escape(title)}</strong>{badge}</div>'
-            f'<div class="ls-pane-text" style="white-space:pre-wrap;font-family:ui-monospace,Consolas,monospace;'
-            f'font-size:0.95rem;line-height:1.45">{body}</div></div>')
-
-
-def note_html(text: str) -> str:
-    return f'<div class="ls-note" style="color:#374151;padding:0.5rem 0">{html.escape(text)}</div>'
+            f'<div class="ls-pane-text" style="white-space:pre-wrap;overflow-wrap:anywhere;'
+            f'font-size:1rem;line-height:1.45;max-height:32rem;overflow-y:auto">{body}</div></div>')
 
 
 def decoding_from(mode: str, temperature: float, top_p: float, seed: float, max_new_tokens: float):
@@ -282,19 +300,26 @@ def decoding_from(mode: str, temperature: float, top_p: float, seed: float, max_
                     top_p=float(top_p), seed=int(seed))
 
 
-def render_panes(gens: dict[str, Any], lang: str, has_merged: bool) -> tuple[str, str, str]:
+def _text_html(text: str, lang: str) -> str:
+    if not text.strip():  # blank lines only: say so rather than show an empty box
+        return f'<em style="color:#6b7280">{html.escape(t("blank_output", lang))}</em>'
+    return html.escape(text)
+
+
+def render_panes(gens: dict[str, Any], lang: str) -> tuple[str, str, str]:
     """Three pane HTMLs from {"base"|"adapter"|"merged": Generation}."""
     ref = gens["adapter"]
     out = []
     for which in WHICH:
         title = t(f"pane_{which}", lang)
         if which == "adapter":
-            out.append(pane_html(title, _badge(t("reference_badge", lang), "info"), html.escape(ref.text)))
+            out.append(pane_html(title, _badge(t("reference_badge", lang), "info"), _text_html(ref.text, lang)))
         elif which in gens:
             g = gens[which]
-            out.append(pane_html(title, divergence_badge(g.token_ids, ref.token_ids, lang), word_diff_html(g.text, ref.text)))
+            body = word_diff_html(g.text, ref.text) if g.text.strip() else _text_html(g.text, lang)
+            out.append(pane_html(title, divergence_badge(g.token_ids, ref.token_ids, lang), body))
         else:
-            out.append(pane_html(title, "", note_html(t("merge_first", lang))))
+            out.append(pane_html(title, "", note_html(t("merge_first", lang), "warn")))
     return out[0], out[1], out[2]
 
 
@@ -310,16 +335,16 @@ def compare(run: str | None, prompt: str, context: str, mode: str, temperature: 
     """
     blank = ("", "", "")
     if not run:
-        return (*blank, note_html(t("pick_run", lang)))
+        return (*blank, note_html(t("pick_run", lang), "warn"))
     try:
         run_dir = resolve_run(runs_dir, run)
         if run_template(run_dir) == "mcq_generation":
             if not (context or "").strip():
-                return (*blank, note_html(t("empty_prompt", lang)))
+                return (*blank, note_html(t("empty_prompt", lang), "warn"))
             text = build_prompt(run_dir, {"context": context.strip()})
         else:
             if not (prompt or "").strip():
-                return (*blank, note_html(t("empty_prompt", lang)))
+                return (*blank, note_html(t("empty_prompt", lang), "warn"))
             text = prompt
         decoding = decoding_from(mode, temperature, top_p, seed, max_new_tokens)
         has_merged = ModelCache.merged_marker(run_dir) is not None
@@ -332,12 +357,10 @@ def compare(run: str | None, prompt: str, context: str, mode: str, temperature: 
             for i, which in enumerate(todo):
                 progress((i + 1) / (len(todo) + 1), desc=t("generating", lang, which=t(f"pane_{which}", lang)))
                 gens[which] = models.generate([text], names[which], decoding)[0]
-    except (StudioError, OSError) as e:
+    except Exception as e:  # noqa: BLE001 - the GUI edge: every failure becomes a message (traceback logged)
         return (*blank, error_html(e, lang))
-    from gui.tab_merge import num
-
     status = note_html(t("timing", lang, n=len(gens), s=num(time.monotonic() - t0, lang)))
-    return (*render_panes(gens, lang, has_merged), status)
+    return (*render_panes(gens, lang), status)
 
 
 def batch(run: str | None, split: str, n_rows: float, mode: str, temperature: float, top_p: float, seed: float,
@@ -349,12 +372,12 @@ def batch(run: str | None, split: str, n_rows: float, mode: str, temperature: fl
         (CSV path or None, preview DataFrame, status HTML)
     """
     if not run:
-        return None, None, note_html(t("pick_run", lang))
+        return None, None, note_html(t("pick_run", lang), "warn")
     try:
         run_dir = resolve_run(runs_dir, run)
         rows = heldout_rows(run_dir, split)[: max(1, int(n_rows))]
         if not rows:
-            return None, None, note_html(t("no_heldout", lang, split=t(f"split_{split}", lang)))
+            return None, None, note_html(t("no_heldout", lang, split=t(f"split_{split}", lang)), "warn")
         prompts = [build_prompt(run_dir, r["row"]) for r in rows]
         decoding = decoding_from(mode, temperature, top_p, seed, max_new_tokens)
         has_merged = ModelCache.merged_marker(run_dir) is not None
@@ -366,7 +389,7 @@ def batch(run: str | None, split: str, n_rows: float, mode: str, temperature: fl
             for i, which in enumerate(todo):
                 progress((i + 1) / (len(todo) + 1), desc=t("generating", lang, which=t(f"pane_{which}", lang)))
                 outputs[which] = models.generate(prompts, names[which], decoding)
-    except (StudioError, OSError) as e:
+    except Exception as e:  # noqa: BLE001 - the GUI edge: every failure becomes a message (traceback logged)
         return None, None, error_html(e, lang)
     from core.generate import first_divergence
 
@@ -387,26 +410,27 @@ def batch(run: str | None, split: str, n_rows: float, mode: str, temperature: fl
     else:
         msg = t("batch_done_nomerge", lang, n=len(records))
     preview = frame.drop(columns=["prompt"]).head(20)
-    return str(out), preview, note_html(msg)
+    return str(out), preview, note_html(msg, "ok")
 
 
-def on_run_change(run: str | None, lang: str, runs_dir: str) -> tuple[dict, dict, int, str]:
-    """Show the prompt box or the context box (MCQ runs) and prefill it from the test split."""
-    template = ""
+def on_run_change(run: str | None, lang: str, runs_dir: str) -> tuple[dict, dict, int, str, str, str]:
+    """Show the prompt box, or the context box for an MCQ run, prefilled from the test split; clear the panes.
+
+    Returns:
+        (prompt update, context update, example index, base pane, adapter pane, merged pane)
+    """
+    template, merged = "", ""
     if run:
         try:
-            template = run_template(resolve_run(runs_dir, run))
-        except StudioError:
-            template = ""
+            run_dir = resolve_run(runs_dir, run)
+            template = run_template(run_dir)
+            if ModelCache.merged_marker(run_dir) is None:
+                merged = note_html(t("merge_first", lang), "warn")
+        except StudioError as e:
+            merged = error_html(e, lang)
     prompt, context = example_input(run, 0, runs_dir)
     mcq = template == "mcq_generation"
-    merged = ""
-    try:
-        if run and ModelCache.merged_marker(resolve_run(runs_dir, run)) is None:
-            merged = note_html(t("merge_first", lang))
-    except StudioError:
-        pass
-    return (gr.update(value=prompt, visible=not mcq), gr.update(value=context, visible=mcq), 0, merged)
+    return gr.update(value=prompt, visible=not mcq), gr.update(value=context, visible=mcq), 0, "", "", merged
 
 
 def next_example(run: str | None, index: int, runs_dir: str) -> tuple[str, str, int]:
@@ -446,18 +470,19 @@ def build(ctx: AppContext) -> CompareTab:
     runs_state = gr.State(str(ctx.runs_dir))
     example_index = gr.State(0)
     choices = run_choices(ctx.runs_dir, lang)
-    first = choices[0][1] if choices else None
+    first = default_run(ctx.runs_dir)
     prompt0, context0 = example_input(first, 0, str(ctx.runs_dir))
     mcq0 = bool(first) and run_template(resolve_run(ctx.runs_dir, first)) == "mcq_generation"
     gr.Markdown(t("cmp_intro", lang))
     with gr.Row():
         run = gr.Dropdown(choices=choices, value=first, label=t("run", lang),
-                          info=None if choices else t("no_runs", lang), scale=4)
+                          info=no_runs_info(choices, lang), scale=4)
         refresh = gr.Button(t("refresh_runs", lang), scale=1, size="sm")
     prompt = gr.Textbox(value=prompt0, label=t("prompt", lang), lines=6, visible=not mcq0)
     context = gr.Textbox(value=context0, label=t("context", lang), info=t("context_info", lang), lines=6,
                          visible=mcq0)
-    other = gr.Button(t("other_row", lang), size="sm")
+    with gr.Row():
+        other = gr.Button(t("other_row", lang), size="sm", scale=0, min_width=240)
     with gr.Accordion(t("decoding", lang), open=False):
         with gr.Row():
             mode = gr.Radio(choices=[(t("greedy", lang), "greedy"), (t("sampling", lang), "sampling")],
@@ -485,8 +510,10 @@ def build(ctx: AppContext) -> CompareTab:
 
     decoding_inputs = [mode, temperature, top_p, seed, max_new_tokens]
     refresh.click(refresh_runs, [run, lang_state, runs_state], run, api_visibility="private")
-    run.change(on_run_change, [run, lang_state, runs_state], [prompt, context, example_index, merged],
-               api_visibility="private")
+    link_run_picker(ctx, run)
+    # on page load and when the run changes
+    gr.on(None, on_run_change, [run, lang_state, runs_state], [prompt, context, example_index, base, adapter, merged],
+          api_visibility="private", show_progress="hidden")
     other.click(next_example, [run, example_index, runs_state], [prompt, context, example_index],
                 api_visibility="private")
     generate.click(compare, [run, prompt, context, *decoding_inputs, lang_state, runs_state],

@@ -66,23 +66,28 @@ TEXT = register(__name__, {
     "ds.next": {"en": "Next ▶", "vi": "Trang sau ▶"},
     "ds.page": {"en": "Page {p} of {n} · rows {a}–{b} of {total}", "vi": "Trang {p}/{n} · dòng {a}–{b} trên {total}"},
     "ds.row": {"en": "Row number", "vi": "Dòng số"},
-    "ds.row.info": {"en": "Click a row in the table, or type its number.", "vi": "Bấm vào một dòng trong bảng, hoặc gõ số dòng."},
+    "ds.row.info": {"en": "Click a row in the table, or type its number.",
+                    "vi": "Bấm vào một dòng trong bảng, hoặc gõ số dòng."},
     "ds.preview": {"en": "Exact training text of this row", "vi": "Văn bản huấn luyện chính xác của dòng này"},
     "ds.legend.learned": {"en": "learned (loss computed)", "vi": "phần được học (có tính loss)"},
     "ds.legend.prompt": {"en": "prompt (not learned)", "vi": "phần câu lệnh (không học)"},
-    "ds.tokens": {"en": "**{n}** tokens, of which **{k}** are learned", "vi": "**{n}** token, trong đó **{k}** token được học"},
+    "ds.tokens": {"en": "**{n}** tokens, of which **{k}** are learned",
+                  "vi": "**{n}** token, trong đó **{k}** token được học"},
     "ds.tokens.cut": {"en": " · cut to {m} (max length)", "vi": " · bị cắt còn {m} (độ dài tối đa)"},
     "ds.hist": {"en": "Token length of each row", "vi": "Độ dài (token) của từng dòng"},
     "ds.hist.x": {"en": "tokens per row", "vi": "số token mỗi dòng"},
     "ds.hist.y": {"en": "rows", "vi": "số dòng"},
-    "ds.stats": {"en": "**{n}** training rows · median **{median:.0f}** tokens · 95% ≤ **{p95}** · longest **{max}**  \n"
+    "ds.stats": {"en": "**{n}** training rows · median **{median:.0f}** tokens · 95% ≤ **{p95}** · "
+                       "longest **{max}**  \n"
                        "Cut at max length ({m}): **{trunc}** · filtered by length: **{filt}** · "
                        "dropped (answer beyond max length): **{noloss}** · held-out test rows: **{test}**",
-                 "vi": "**{n}** dòng huấn luyện · trung vị **{median:.0f}** token · 95% ≤ **{p95}** · dài nhất **{max}**  \n"
+                 "vi": "**{n}** dòng huấn luyện · trung vị **{median:.0f}** token · 95% ≤ **{p95}** · "
+                       "dài nhất **{max}**  \n"
                        "Bị cắt ở độ dài tối đa ({m}): **{trunc}** · bị lọc theo độ dài: **{filt}** · "
                        "bị bỏ (đáp án nằm sau độ dài tối đa): **{noloss}** · dòng kiểm tra giữ riêng: **{test}**"},
     "ds.hub.offline": {"en": "Cannot reach the Hugging Face Hub (offline?). Upload a file or choose a bundled sample.",
-                       "vi": "Không kết nối được Hugging Face Hub (đang offline?). Hãy tải tệp lên hoặc chọn dữ liệu mẫu."},
+                       "vi": "Không kết nối được Hugging Face Hub (đang offline?). "
+                             "Hãy tải tệp lên hoặc chọn dữ liệu mẫu."},
     "ds.empty_source": {"en": "Type a Hub dataset id or the name of an uploaded file.",
                         "vi": "Hãy gõ mã bộ dữ liệu trên Hub hoặc tên tệp đã tải lên."},
     "ds.no_tokenizer": {"en": "No preview of the training text: the tokenizer of the chosen model could not be loaded.",
@@ -312,19 +317,22 @@ class DatasetView:
     tokens: str
     hist: Any
     stats: str
+    key: str = ""  # view_key() of what is shown
 
     def outputs(self) -> tuple:
         return (self.dataset, self.info, self.schema, *self.mapping, self.table, self.page_label, self.page,
-                self.row, self.preview, self.tokens, self.hist, self.stats)
+                self.row, self.preview, self.tokens, self.hist, self.stats, self.key)
 
 
 def _view(dataset: dict, config: dict | None, page: int, row: int, lang: str, upload_dir: Path) -> DatasetView:
     """Load the frame, detect the schema, and build every view; errors are shown where they belong."""
-    source = dataset.get("source", "")
-    frame = load_frame(source, dataset.get("hub_split", "train"))
-    explicit = dict(dataset.get("column_map") or {})
+    dataset = {"source": dataset.get("source", ""), "hub_split": dataset.get("hub_split") or "train",
+               "column_map": dict(dataset.get("column_map") or {})}
+    key = view_key(dataset, config)
+    source = dataset["source"]
+    frame = load_frame(source, dataset["hub_split"])
+    explicit = dataset["column_map"]
     guess = D.detect_schema(frame.columns, explicit)
-    dataset = dict(dataset, schema=guess.schema)
     info = note_html(t("ds.loaded", lang, n=len(frame), c=len(frame.columns), src=display_source(source, upload_dir)),
                      "ok")
     table, page_label, page = page_view(frame, page, lang)
@@ -333,21 +341,21 @@ def _view(dataset: dict, config: dict | None, page: int, row: int, lang: str, up
         cfg = effective_config(config, dataset)
     except StudioError as e:
         return DatasetView(dataset, info, "", mapping_updates(guess, lang), table, page_label, page, row,
-                           error_html(e, lang), "", None, "")
+                           error_html(e, lang), "", None, "", key)
     try:
         template = D.resolve_template(cfg.data.template, guess.schema)
     except StudioError as e:
         template = cfg.data.template
         schema = schema_markdown(guess, template, bool(explicit), lang)
         return DatasetView(dataset, info, schema, mapping_updates(guess, lang), table, page_label, page, row,
-                           error_html(e, lang), "", None, "")
+                           error_html(e, lang), "", None, "", key)
     schema = schema_markdown(guess, template, bool(explicit), lang)
     try:
         tok = get_tokenizer(cfg)
     except StudioError as e:
         msg = note_html(t("ds.no_tokenizer", lang), "warn") + error_html(e, lang)
         return DatasetView(dataset, info, schema, mapping_updates(guess, lang), table, page_label, page, row, msg, "",
-                           None, "")
+                           None, "", key)
     try:
         preview, tokens = row_preview(frame, row - 1, cfg.data, tok, lang)
     except StudioError as e:
@@ -358,13 +366,13 @@ def _view(dataset: dict, config: dict | None, page: int, row: int, lang: str, up
     except StudioError as e:
         hist, stats = None, error_message(e, lang)
     return DatasetView(dataset, info, schema, mapping_updates(guess, lang), table, page_label, page, row, preview,
-                       tokens, hist, stats)
+                       tokens, hist, stats, key)
 
 
-def _failed(dataset: dict, e: BaseException, lang: str) -> tuple:
+def _failed(dataset: dict, config: dict | None, e: BaseException, lang: str) -> tuple:
     """Outputs when the source itself cannot be loaded: the message, everything else emptied."""
     return DatasetView(dataset, error_html(e, lang), "", mapping_updates(None, lang), None, "", 0, 1, "", "", None,
-                       "").outputs()
+                       "", view_key(dataset, config)).outputs()
 
 
 def load_dataset(source_text: str, hub_split: str, config: dict, lang: str, upload_dir: Path) -> tuple:
@@ -378,7 +386,7 @@ def load_dataset(source_text: str, hub_split: str, config: dict, lang: str, uplo
             raise DataError(t("ds.hub.offline", lang), field="data.source")
         return _view(dataset, config, 0, 1, lang, upload_dir).outputs()
     except Exception as e:  # noqa: BLE001 - the GUI edge: every failure becomes a message
-        return _failed(dataset, e, lang)
+        return _failed(dataset, config, e, lang)
 
 
 def upload_dataset(file_path: str | None, hub_split: str, config: dict, lang: str, upload_dir: Path) -> tuple:
@@ -388,21 +396,22 @@ def upload_dataset(file_path: str | None, hub_split: str, config: dict, lang: st
     try:
         stored = store_upload(file_path, upload_dir)
     except Exception as e:  # noqa: BLE001
-        return (gr.skip(), *_failed({"source": "", "hub_split": hub_split, "column_map": {}}, e, lang))
+        return (gr.skip(), *_failed({"source": "", "hub_split": hub_split, "column_map": {}}, config, e, lang))
     return (stored.name, *load_dataset(stored.name, hub_split, config, lang, upload_dir))
 
 
 def remap(dataset: dict, config: dict, row: int, lang: str, upload_dir: Path, *role_values: str) -> tuple:
     """The user changed a role's column: map the current schema's roles by hand and refresh."""
     try:
-        required, optional = D.SCHEMA_ROLES[dataset.get("schema") or "text"]
-        chosen = {r: v for r, v in zip(ROLES, role_values) if (r in required or r in optional) and v}
         frame = load_frame(dataset["source"], dataset.get("hub_split", "train"))
+        schema = D.detect_schema(frame.columns, dataset.get("column_map") or {}).schema  # the roles now shown
+        required, optional = D.SCHEMA_ROLES[schema]
+        chosen = {r: v for r, v in zip(ROLES, role_values) if (r in required or r in optional) and v}
         auto = D.detect_schema(frame.columns, {}).column_map
         column_map = {} if chosen == auto else chosen
         return _view(dict(dataset, column_map=column_map), config, 0, row, lang, upload_dir).outputs()
     except Exception as e:  # noqa: BLE001
-        return _failed(dataset, e, lang)
+        return _failed(dataset, config, e, lang)
 
 
 def change_page(dataset: dict, page: int, delta: int, lang: str) -> tuple:
@@ -435,6 +444,7 @@ def select_row(dataset: dict, config: dict, page: int, lang: str, evt: gr.Select
 def view_key(dataset: dict | None, config: dict | None) -> str:
     """What the previews depend on: when it is unchanged, a config edit elsewhere needs no refresh."""
     cfg = config or {}
+    dataset = {k: (dataset or {}).get(k) for k in ("source", "hub_split", "column_map")}
     data = {k: v for k, v in (cfg.get("data") or {}).items() if k not in ("source", "hub_split", "column_map")}
     model = cfg.get("model") or {}
     return json.dumps([dataset, data, model.get("name_or_path"), model.get("trust_remote_code"),
@@ -442,19 +452,25 @@ def view_key(dataset: dict | None, config: dict | None) -> str:
 
 
 def refresh(dataset: dict, config: dict, page: int, row: int, last_key: str, lang: str, upload_dir: Path) -> tuple:
-    """After a Hyperparameters change: rebuild the previews only if something they depend on changed."""
+    """After a change of ``ctx.config`` or ``ctx.dataset`` made elsewhere (a form edit, a preset): rebuild
+    the previews, only if something they depend on changed.
+
+    It never writes ``ctx.dataset`` back (its first output is always a skip): an event that sets both
+    config and dataset may run this with the old dataset, and writing it back would undo the new one.
+    """
     key = view_key(dataset, config)
     if key == last_key or not (dataset or {}).get("source"):
-        return (gr.skip(),) * (len(_output_names()) + 1)
+        return (gr.skip(),) * len(_output_names())
     try:
-        return (*_view(dataset, config, page, row, lang, upload_dir).outputs(), key)
+        out = _view(dataset, config, page, row, lang, upload_dir).outputs()
     except Exception as e:  # noqa: BLE001
-        return (*_failed(dataset, e, lang), key)
+        out = _failed(dataset, config, e, lang)
+    return (gr.skip(), *out[1:])
 
 
 def _output_names() -> list[str]:
     return ["dataset", "info", "schema", *[f"map_{r}" for r in ROLES], "table", "page_label", "page", "row",
-            "preview", "tokens", "hist", "stats"]
+            "preview", "tokens", "hist", "stats", "last_key"]
 
 
 # --------------------------------------------------------------------------- layout
@@ -510,33 +526,36 @@ def build(ctx: AppContext) -> DatasetTab:
             for role in ROLES:
                 mapping[role] = gr.Dropdown(label=t(f"ds.role.{role}", lang) + f" ({role})", visible=False,
                                             elem_id=f"ds-map-{role}", min_width=180)
+    gr.Markdown(f"### {t('ds.rows', lang)}")
+    table = gr.Dataframe(interactive=False, wrap=True, max_height=440, elem_id="ds-table")
+    with gr.Row(equal_height=True):
+        prev = gr.Button(t("ds.prev", lang), size="sm", elem_id="ds-prev", scale=1)
+        page_label = gr.Markdown(elem_id="ds-page", elem_classes=["ls-center"])
+        next_ = gr.Button(t("ds.next", lang), size="sm", elem_id="ds-next", scale=1)
     with gr.Row():
-        with gr.Column(scale=5):
-            gr.Markdown(f"### {t('ds.rows', lang)}")
-            table = gr.Dataframe(interactive=False, wrap=True, max_height=430, elem_id="ds-table")
-            with gr.Row():
-                prev = gr.Button(t("ds.prev", lang), size="sm", elem_id="ds-prev")
-                page_label = gr.Markdown(elem_id="ds-page", elem_classes=["ls-center"])
-                next_ = gr.Button(t("ds.next", lang), size="sm", elem_id="ds-next")
-        with gr.Column(scale=4):
+        with gr.Column(scale=1):
             gr.Markdown(f"### {t('ds.preview', lang)}")
             row = gr.Number(value=1, precision=0, minimum=1, label=t("ds.row", lang), info=t("ds.row.info", lang),
                             elem_id="ds-row")
             tokens = gr.Markdown(elem_id="ds-tokens")
             preview = gr.HTML(elem_id="ds-preview")
-    gr.Markdown(f"### {t('ds.hist', lang)}")
-    with gr.Row():
-        hist = gr.Plot(show_label=False, elem_id="ds-hist", scale=3)
-        stats = gr.Markdown(elem_id="ds-stats")
+        with gr.Column(scale=1):
+            gr.Markdown(f"### {t('ds.hist', lang)}")
+            hist = gr.Plot(show_label=False, elem_id="ds-hist")
+            stats = gr.Markdown(elem_id="ds-stats")
     page = gr.State(0)
     last_key = gr.State("")
 
     view_outputs = [ctx.dataset, info, schema, *mapping.values(), table, page_label, page, row, preview, tokens,
-                    hist, stats]
+                    hist, stats, last_key]
     config = ctx.config
 
-    def _load(src, split, cfg):
-        return load_dataset(src, split, cfg, lang, upload_dir)
+    # note: these closures' parameter names are what gradio_client shows for the API endpoints
+    def _load(source, hub_split, config):
+        return load_dataset(source, hub_split, config, lang, upload_dir)
+
+    def _preview(dataset, config, row):
+        return preview_row(dataset, config, row, lang)
 
     def _sample(value, split, cfg):
         return ("", *load_dataset(value, split, cfg, lang, upload_dir)) if value else (gr.skip(),) * (
@@ -550,7 +569,12 @@ def build(ctx: AppContext) -> DatasetTab:
         return remap(ds, cfg, r, lang, upload_dir, *roles)
 
     def _refresh(ds, cfg, p, r, key):
-        return refresh(ds, cfg, p, r, key, lang, upload_dir)
+        out = refresh(ds, cfg, p, r, key, lang, upload_dir)
+        if isinstance(out[-1], str) and ds and ds.get("source"):  # refreshed: a preset may have named the data
+            src = ds["source"]
+            return (*out, src if src.startswith("sample:") else None,
+                    "" if src.startswith("sample:") else display_source(src, upload_dir))
+        return (*out, gr.skip(), gr.skip())
 
     load.click(_load, [source, hub_split, config], view_outputs, api_name="load_dataset")
     source.submit(_load, [source, hub_split, config], view_outputs, api_name=False)
@@ -562,14 +586,15 @@ def build(ctx: AppContext) -> DatasetTab:
                api_name=False)
     next_.click(lambda ds, p: change_page(ds, p, +1, lang), [ctx.dataset, page], [table, page_label, page],
                 api_name=False)
-    row.submit(lambda ds, cfg, r: preview_row(ds, cfg, r, lang), [ctx.dataset, config, row], [preview, tokens],
-               api_name="preview_row")
-    row.input(lambda ds, cfg, r: preview_row(ds, cfg, r, lang), [ctx.dataset, config, row], [preview, tokens],
-              api_name=False, trigger_mode="always_last")
-    table.select(lambda ds, cfg, p, evt: select_row(ds, cfg, p, lang, evt), [ctx.dataset, config, page],
-                 [row, preview, tokens], api_name=False)
-    config.change(_refresh, [ctx.dataset, config, page, row, last_key], [*view_outputs, last_key], api_name=False,
-                  trigger_mode="always_last")
+    row.submit(_preview, [ctx.dataset, config, row], [preview, tokens], api_name="preview_row")
+    row.input(_preview, [ctx.dataset, config, row], [preview, tokens], api_name=False, trigger_mode="always_last")
+    def _select(ds, cfg, p, evt: gr.SelectData):
+        return select_row(ds, cfg, p, lang, evt)
+
+    table.select(_select, [ctx.dataset, config, page], [row, preview, tokens], api_name=False)
+    # one listener for both, so that the refreshes run in order and the last one sees the latest values
+    gr.on([config.change, ctx.dataset.change], _refresh, [ctx.dataset, config, page, row, last_key],
+          [*view_outputs, sample, source], api_name=False, trigger_mode="always_last")
     return DatasetTab(sample, upload, source, hub_split, load, info, schema, mapping, table, prev, next_, page_label,
                       page, row, preview, tokens, hist, stats, last_key)
 
@@ -578,13 +603,7 @@ def initial_load(tab: DatasetTab, ctx: AppContext):
     """Event args for gui.app's ``demo.load``: show the initial dataset on page open."""
 
     def _initial(ds, cfg):
-        key = view_key(ds, cfg)
-        if not (ds or {}).get("source"):
-            return (gr.skip(),) * (len(_output_names()) + 1)
-        try:
-            return (*_view(ds, cfg, 0, 1, ctx.lang, ctx.upload_dir).outputs(), key)
-        except Exception as e:  # noqa: BLE001
-            return (*_failed(ds, e, ctx.lang), key)
+        return refresh(ds, cfg, 0, 1, "", ctx.lang, ctx.upload_dir)
 
     outputs = [ctx.dataset, tab.info, tab.schema, *tab.mapping.values(), tab.table, tab.page_label, tab.page, tab.row,
                tab.preview, tab.tokens, tab.hist, tab.stats, tab.last_key]

@@ -34,21 +34,22 @@ TAB_TITLE = {"en": "Hyperparameters", "vi": "Siêu tham số"}
 DEFAULT_PRESET = "demo"
 USER_PRESETS = "presets"  # folder under runs_dir for the user's own presets
 # Fields whose change alters the memory estimate; other edits do not recompute it.
-MEMORY_KEYS = ("model.name_or_path", "model.load_in_4bit", "model.load_in_8bit", "model.dtype", "model.trust_remote_code",
-               "lora.r", "lora.target_modules", "lora.modules_to_save", "lora.use_dora", "lora.layers_to_transform",
+MEMORY_KEYS = ("model.name_or_path", "model.load_in_4bit", "model.load_in_8bit", "model.dtype",
+               "model.trust_remote_code", "lora.r", "lora.target_modules", "lora.modules_to_save", "lora.use_dora",
+               "lora.layers_to_transform",
                "data.max_length", "train.per_device_train_batch_size", "train.gradient_checkpointing",
                "train.optim", "train.precision")
 
 TEXT = register(__name__, {
-    "hp.intro": {"en": "Start from a preset, then adjust. Hover over a setting's name or read its help text below it; "
+    "hp.intro": {"en": "Start from a preset, then adjust. Each setting explains itself under its name; "
                        "the checks on the right update as you type.",
                  "vi": "Bắt đầu từ một cấu hình mẫu rồi điều chỉnh. Mỗi thiết lập có lời giải thích ngay bên dưới; "
                        "phần kiểm tra bên phải cập nhật ngay khi bạn thay đổi."},
     "hp.preset": {"en": "Preset", "vi": "Cấu hình mẫu"},
     "hp.mine": {"en": "mine", "vi": "của tôi"},
-    "hp.load_file": {"en": "📂 Load a YAML preset", "vi": "📂 Mở tệp cấu hình YAML"},
+    "hp.load_file": {"en": "Open YAML…", "vi": "Mở tệp YAML…"},
     "hp.save_name": {"en": "Save as preset named", "vi": "Lưu thành cấu hình mẫu tên"},
-    "hp.save": {"en": "💾 Save", "vi": "💾 Lưu"},
+    "hp.save": {"en": "Save", "vi": "Lưu"},
     "hp.saved": {"en": "Saved {path} (only what differs from the defaults).",
                  "vi": "Đã lưu {path} (chỉ những gì khác mặc định)."},
     "hp.save.noname": {"en": "Type a name for the preset first.", "vi": "Hãy gõ tên cho cấu hình mẫu trước."},
@@ -81,7 +82,8 @@ TEXT = register(__name__, {
         "vi": "giảm kích thước batch và tăng tích luỹ gradient (batch hiệu dụng không đổi)"},
     "hp.advice.gradient_checkpointing": {"en": "turn on gradient checkpointing (about 30% slower)",
                                          "vi": "bật checkpoint gradient (chậm hơn khoảng 30%)"},
-    "hp.advice.load_in_4bit": {"en": "load the base model in 4-bit (QLoRA)", "vi": "nạp mô hình gốc ở dạng 4-bit (QLoRA)"},
+    "hp.advice.load_in_4bit": {"en": "load the base model in 4-bit (QLoRA)",
+                               "vi": "nạp mô hình gốc ở dạng 4-bit (QLoRA)"},
     "hp.advice.shorter_max_length": {"en": "shorten the max length (tokens)", "vi": "giảm độ dài tối đa (token)"},
     "hp.advice.drop_modules_to_save": {"en": "do not train lm_head / embed_tokens in full",
                                        "vi": "không huấn luyện toàn bộ lm_head / embed_tokens"},
@@ -248,10 +250,12 @@ def memory_html(est: M.MemoryEstimate, lang: str) -> str:
                    for k, v in est.breakdown().items() if k != "total")
     rows += f"<tr class='ls-total'><td>{html.escape(t('hp.part.total', lang))}</td><td>{need}</td></tr>"
     p = est.params
+    params = t("hp.params", lang, tr=M.human_count(p.trainable), total=M.human_count(p.total),
+               pct=p.trainable_percent)
     out = (f'<div class="ls-verdict ls-{verdict}" id="hp-verdict"><div class="ls-verdict-title">'
            f'{html.escape(t("hp.verdict." + verdict, lang))}</div>'
            f'<div>{t("hp.need", lang, need=need, have=have, device=html.escape(est.device.name))}</div></div>'
-           f'<p class="ls-params">{t("hp.params", lang, tr=M.human_count(p.trainable), total=M.human_count(p.total), pct=p.trainable_percent)}</p>'
+           f'<p class="ls-params">{params}</p>'
            f'<table class="ls-breakdown">{rows}</table>')
     if est.advice:
         tips = "".join(f"<li>{html.escape(t('hp.advice.' + code, lang))}</li>" for code in est.advice
@@ -337,10 +341,10 @@ def build(ctx: AppContext) -> ParamsTab:
     cfg0 = effective_config(ctx.config.value, None)
 
     gr.Markdown(t("hp.intro", lang), elem_classes=["ls-intro"])
-    with gr.Row(equal_height=True, elem_classes=["ls-toolbar"]):
+    with gr.Row(equal_height=False, elem_classes=["ls-toolbar"]):
         preset = gr.Dropdown(preset_choices(runs_dir, lang), value=default_preset_path() or None,
                              label=t("hp.preset", lang), elem_id="hp-preset", scale=3)
-        load_file = gr.UploadButton(t("hp.load_file", lang), file_types=[".yaml", ".yml"], size="md", scale=2,
+        load_file = gr.UploadButton(t("hp.load_file", lang), file_types=[".yaml", ".yml"], size="md", scale=1,
                                     elem_id="hp-load-file")
         save_name = gr.Textbox(label=t("hp.save_name", lang), scale=2, elem_id="hp-save-name")
         save = gr.Button(t("hp.save", lang), size="md", scale=1, elem_id="hp-save")
@@ -367,14 +371,15 @@ def build(ctx: AppContext) -> ParamsTab:
     def _read(cfg, *values):
         return on_form(keys, lang, cfg, list(values))
 
-    def _validate(cfg, ds, p, errs):
-        return validate_config(cfg, ds, p, errs, lang)
+    # note: these closures' parameter names are what gradio_client shows for the API endpoints
+    def _validate(config, dataset, preset, form_errors):
+        return validate_config(config, dataset, preset, form_errors, lang)
 
     def _estimate(cfg, ds, last):
         return maybe_estimate(cfg, ds, last, lang)
 
-    def _force_estimate(cfg, ds):
-        return estimate(cfg, ds, lang), memory_key(cfg or {})
+    def _force_estimate(config, dataset):
+        return estimate(config, dataset, lang), memory_key(config or {})
 
     def _apply(p, ds):
         return apply_preset(p, ds, lang)
@@ -408,7 +413,8 @@ def build(ctx: AppContext) -> ParamsTab:
                         ).then(api_name=False, **validate_args).then(api_name=False, **estimate_args)
     load_file.upload(_import, [load_file, dataset], [preset, *form.components, config, dataset, preset_msg],
                      api_name=False).then(api_name=False, **validate_args).then(api_name=False, **estimate_args)
-    save.click(_save, [save_name, config, dataset], [preset, preset_msg], api_name=False)
+    save.click(_save, [save_name, config, dataset], [preset, preset_msg], api_name=False
+               ).then(api_name=False, **validate_args)
     recompute.click(_force_estimate, [config, dataset], [memory, mem_key], api_name="estimate_memory")
     # the Dataset tab changes data.source: the checks and the CLI command follow
     dataset.change(api_name=False, **validate_args)

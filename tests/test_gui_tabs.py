@@ -18,6 +18,17 @@ from gui import tab_analysis, tab_classroom, tab_compare, tab_merge
 TABS = (tab_merge, tab_compare, tab_classroom, tab_analysis)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Micro models run several times faster on one thread: the hand-off costs more than their tiny matmuls."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def runs_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("gui-runs")
@@ -31,6 +42,16 @@ def micro_run(micro_model, runs_dir) -> str:
 
     run_dir = TrainingJob(C.load_yaml(REPO / "presets" / "demo.yaml", micro_overrides(micro_model)), runs_dir).run()
     return run_dir.name
+
+
+@pytest.fixture(scope="module")
+def second_run(micro_model, runs_dir) -> str:
+    """Another micro run on the same base (r=4, 2 steps), for switching adapters and comparing analyses."""
+    from core import config as C
+    from core.train import TrainingJob
+
+    overrides = micro_overrides(micro_model, **{"lora.r": 4, "train.max_steps": 2, "run_name": "second"})
+    return TrainingJob(C.load_yaml(REPO / "presets" / "demo.yaml", overrides), runs_dir).run().name
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +86,8 @@ def test_run_picker_lists_only_runs_with_an_adapter(micro_run, runs_dir):
     (runs_dir / "half-done").mkdir()
     (runs_dir / "half-done" / "run.json").write_text('{"status": "failed"}', encoding="utf-8")
     names = [value for _, value in tab_merge.run_choices(runs_dir, "vi")]
-    assert names == [micro_run]
-    assert tab_classroom.default_run(runs_dir) == micro_run
+    assert micro_run in names and "half-done" not in names
+    assert tab_merge.default_run(runs_dir, "mcq_generation") == micro_run
     with pytest.raises(Exception):
         tab_merge.resolve_run(runs_dir, "../../etc")
 
@@ -160,14 +181,14 @@ def test_classroom_generate_and_export(micro_run, runs_dir):
 
 def test_evaluation_table_translates_reasons():
     result = {"models": {
-        "base": {"n": 4, "validity_rate": 0.25, "reason_counts": {"no_answer": 3}, "perplexity": 12.5,
+        "base": {"n": 4, "n_valid": 1, "validity_rate": 0.25, "reason_counts": {"no_answer": 3}, "perplexity": 12.5,
                  "answer_distribution": {"A": 1, "B": 0, "C": 0, "D": 0, "other": 0}},
-        "adapter": {"n": 4, "validity_rate": 1.0, "reason_counts": {"no_answer": 0}, "perplexity": 3.25,
+        "adapter": {"n": 4, "n_valid": 4, "validity_rate": 1.0, "reason_counts": {"no_answer": 0}, "perplexity": 3.25,
                     "answer_distribution": {"A": 1, "B": 1, "C": 1, "D": 1, "other": 0}}}}
     frame = tab_classroom.evaluation_frame(result, "vi")
     assert list(frame.columns) == ["Chỉ số", "Mô hình gốc", "Mô hình đã tinh chỉnh"]
     cells = frame.astype(str).values.tolist()
-    assert ["tỉ lệ câu hợp lệ", "25%", "100%"] in cells
+    assert [tab_classroom.t("cls_validity", "vi"), "1/4 · 25%", "4/4 · 100%"] in cells
     from core.mcq import REASONS
 
     assert any(REASONS["no_answer"]["vi"] in row[0] for row in cells)
@@ -187,3 +208,30 @@ def test_analysis_handler_writes_json_and_figures(micro_run, runs_dir):
     assert tab_analysis.redraw_spectra(["v_proj"], results, "en") is not None
     again = tab_analysis.analyze(micro_run, micro_run, False, "en", str(runs_dir))
     assert "reused" in again[0]
+
+
+@pytest.mark.skipif(not tab_classroom.HAS_EVALUATE, reason="core.evaluate is not there")
+def test_classroom_evaluate_table(micro_run, runs_dir):
+    table, status = tab_classroom.evaluate(micro_run, 1, "en", str(runs_dir))
+    assert "ls-error" not in status, status
+    assert list(table.columns) == ["Measure", "Original model", "Fine-tuned model"]
+    assert table.iloc[0, 0] == tab_classroom.t("cls_validity", "en")
+
+
+def test_a_second_run_on_the_same_base_adds_its_adapter(micro_run, second_run, runs_dir):
+    cache = tab_compare.ModelCache()
+    with cache.lock:
+        first, names_a = cache.get(runs_dir / micro_run, need_merged=False)
+        again, names_b = cache.get(runs_dir / second_run, need_merged=False)
+    assert again is first  # the base was not loaded again
+    assert names_a["adapter"] == "adapter" and names_b["adapter"] != "adapter"
+    assert names_b["adapter"] in first.names()
+
+
+def test_analysis_of_two_runs_overlays_and_compares(micro_run, second_run, runs_dir):
+    out = tab_analysis.analyze(micro_run, second_run, False, "en", str(runs_dir))
+    status, reading, heat, heat_b, spectra, intruders, modules, table, results = out
+    assert "ls-error" not in status, status
+    assert len(results) == 2 and heat_b["visible"] and table["visible"]
+    assert {micro_run, second_run} <= set(table["value"].columns)
+    assert {tr.legendgroup for tr in spectra.data} == {micro_run, second_run}

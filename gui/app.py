@@ -1,0 +1,161 @@
+"""The app's frame: header, language switch, the tabs in order, the shared state, and the server.
+
+Language: one Blocks is built per language, every label in it from the text tables, and both are
+served by one FastAPI app: the ``--lang`` one at ``/`` and the other at ``/<lang>/``. The header's
+"English | Tiếng Việt" link switches between them. Training state lives in the engine
+(``core.train``), so both pages show the same run.
+"""
+
+from __future__ import annotations
+
+import html
+import importlib
+import logging
+import traceback
+from pathlib import Path
+from types import ModuleType
+
+import gradio as gr
+
+from core import config as C
+from core.paths import default_runs_dir
+from gui import tab_dataset, tab_params, tab_training
+from gui.common import AppContext
+from gui.i18n import LANGS, register, t
+
+log = logging.getLogger("lora_studio.gui")
+
+TITLE = "LoRA Studio"
+CSS_PATH = Path(__file__).with_name("theme.css")
+# Tab modules in display order; the last four are optional at import time (skipped with a warning).
+TABS = ("tab_dataset", "tab_params", "tab_training", "tab_merge", "tab_compare", "tab_classroom", "tab_analysis")
+LANG_NAMES = {"vi": "Tiếng Việt", "en": "English"}
+UPLOADS = "_uploads"  # under runs_dir; list_runs ignores it (no run.json)
+
+TEXT = register(__name__, {
+    "app.tagline": {
+        "en": "Fine-tune a small language model with LoRA, watch it learn, merge it, and check it.",
+        "vi": "Tinh chỉnh mô hình ngôn ngữ nhỏ bằng LoRA, xem mô hình học, gộp adapter và kiểm tra kết quả."},
+    "app.language": {"en": "Language", "vi": "Ngôn ngữ"},
+    "app.tab_missing": {"en": "This tab could not be loaded: {err}", "vi": "Không nạp được thẻ này: {err}"},
+})
+
+
+def theme() -> gr.themes.Theme:
+    """A soft, friendly theme with large type; system fonts only (the app runs offline)."""
+    return gr.themes.Soft(
+        primary_hue="teal", secondary_hue="amber", neutral_hue="slate", text_size=gr.themes.sizes.text_lg,
+        radius_size=gr.themes.sizes.radius_lg,
+        font=["Noto Sans", "Segoe UI", "Roboto", "Helvetica Neue", "Arial", "DejaVu Sans", "sans-serif"],
+        font_mono=["DejaVu Sans Mono", "Consolas", "monospace"],
+    ).set(block_title_text_weight="600", button_large_text_weight="600")
+
+
+def css() -> str:
+    return CSS_PATH.read_text(encoding="utf-8")
+
+
+def header_html(lang: str, switch: dict[str, str] | None) -> str:
+    """The title, the tagline and the language links (the current language is not a link)."""
+    links = []
+    for code in LANGS[::-1]:  # English | Tiếng Việt
+        name = html.escape(LANG_NAMES[code])
+        if code == lang or not switch or code not in switch:
+            links.append(f'<span class="ls-lang-current" lang="{code}">{name}</span>')
+        else:
+            links.append(f'<a href="{html.escape(switch[code])}" lang="{code}" id="lang-{code}">{name}</a>')
+    return (f'<header class="ls-header"><div class="ls-brand"><span class="ls-logo">◆</span>'
+            f'<div><h1>{TITLE}</h1><p>{html.escape(t("app.tagline", lang))}</p></div></div>'
+            f'<nav class="ls-lang" aria-label="{html.escape(t("app.language", lang))}">{" | ".join(links)}</nav>'
+            f'</header>')
+
+
+def _import_tab(name: str) -> ModuleType | None:
+    if name in ("tab_dataset", "tab_params", "tab_training"):
+        return {"tab_dataset": tab_dataset, "tab_params": tab_params, "tab_training": tab_training}[name]
+    try:
+        return importlib.import_module(f"gui.{name}")
+    except Exception:  # noqa: BLE001 - a missing or broken optional tab must not take the app down
+        log.warning("skipping tab gui.%s: it failed to import\n%s", name, traceback.format_exc())
+        return None
+
+
+def build_app(lang: str = "vi", runs_dir: str | Path | None = None, *, switch: dict[str, str] | None = None
+              ) -> gr.Blocks:
+    """Build the whole app in one language.
+
+    Args:
+        lang: "vi" or "en".
+        runs_dir: parent of the run folders (default ``core.paths.default_runs_dir()``).
+        switch: language → link to the page in that language (shown in the header), or None.
+    Returns:
+        The Blocks; serve it with :func:`create_server` (or ``.launch(theme=theme(), css=css())``).
+    """
+    if lang not in LANGS:
+        raise ValueError(f"lang must be one of {LANGS}, got {lang!r}")
+    runs_dir = Path(runs_dir or default_runs_dir()).resolve()
+    upload_dir = runs_dir / UPLOADS
+    cfg0 = tab_params.initial_config()
+    with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
+        gr.HTML(header_html(lang, switch))
+        ctx = AppContext(
+            lang=lang, runs_dir=runs_dir, upload_dir=upload_dir,
+            config=gr.JSON(C.to_dict(cfg0), visible=False, elem_id="state-config"),
+            dataset=gr.JSON({"source": cfg0.data.source, "hub_split": cfg0.data.hub_split,
+                             "column_map": dict(cfg0.data.column_map)}, visible=False, elem_id="state-dataset"),
+            selected_run=gr.State(None),
+        )
+        built = {}
+        with gr.Tabs(elem_id="ls-tabs"):
+            for name in TABS:
+                module = _import_tab(name)
+                if module is None:
+                    continue
+                title = getattr(module, "TAB_TITLE", {}).get(lang, name)
+                with gr.Tab(title, id=name, elem_id=name.replace("_", "-")):
+                    try:
+                        built[name] = module.build(ctx)
+                    except Exception as e:  # noqa: BLE001 - an optional tab that fails to build shows why
+                        if name in ("tab_dataset", "tab_params", "tab_training"):
+                            raise
+                        log.warning("tab gui.%s failed to build\n%s", name, traceback.format_exc())
+                        gr.HTML(f'<div class="ls-error">{html.escape(t("app.tab_missing", lang, err=e))}</div>')
+        # what a page shows on open: the dataset, the checks and memory, the run in progress
+        for name, module in (("tab_dataset", tab_dataset), ("tab_params", tab_params), ("tab_training", tab_training)):
+            fn, inputs, outputs = module.initial_load(built[name], ctx)
+            demo.load(fn, inputs, outputs, api_name=False)
+    return demo
+
+
+def preload_ml_stack() -> None:
+    """Import transformers and peft once, before the server starts.
+
+    note: their lazy modules are not thread-safe on first import; the handlers a page runs at load
+    (dataset preview, memory estimate) would otherwise race, and one of them fails with
+    "cannot import name 'AutoTokenizer'".
+    """
+    import peft  # noqa: F401
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer  # noqa: F401
+
+
+def create_server(lang: str = "vi", runs_dir: str | Path | None = None, *, host: str = "127.0.0.1",
+                  port: int = 7860):
+    """A FastAPI app serving the ``lang`` Blocks at / and the other language at /<other>/."""
+    from fastapi import FastAPI
+    from fastapi.responses import RedirectResponse
+
+    preload_ml_stack()
+    other = next(code for code in LANGS if code != lang)
+    # relative links, so that the switch also works behind a proxy that adds a path prefix
+    root_switch = {lang: "./", other: f"{other}/"}
+    other_switch = {lang: "../", other: "./"}
+    app = FastAPI(title=TITLE, docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.get(f"/{other}", include_in_schema=False)
+    def _slash() -> RedirectResponse:  # "/en" → "/en/" (the root app would answer 404)
+        return RedirectResponse(f"/{other}/")
+
+    common = dict(theme=theme(), css=css(), server_name=host, server_port=port, footer_links=["api"])
+    gr.mount_gradio_app(app, build_app(other, runs_dir, switch=other_switch), path=f"/{other}", **common)
+    gr.mount_gradio_app(app, build_app(lang, runs_dir, switch=root_switch), path="", **common)
+    return app

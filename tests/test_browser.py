@@ -1,0 +1,247 @@
+"""The app in Chromium, as a teacher would use it: dataset preview → a short training on a micro model
+(the curve grows while it trains) → stop → merge → compare. Saves the README's screenshots.
+
+Needs Debian's chromium at /usr/bin/chromium (``apt-get install chromium``; scripts/setup.sh --tests
+installs it). The app runs as a subprocess on a free port with its runs folder in a temp dir.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, SHORT_MCQ
+
+CHROMIUM = Path("/usr/bin/chromium")
+SHOTS = REPO / "assets" / "screenshots"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync"]
+
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing "
+                                                      "(apt-get install chromium)")]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, smollm2_dir):
+    """``python app.py`` on a free port; yields its URL and runs folder."""
+    runs = tmp_path_factory.mktemp("browser-runs")
+    port = _free_port()
+    env = dict(os.environ, LORA_STUDIO_RUNS=str(runs), GRADIO_ANALYTICS_ENABLED="False",
+               TOKENIZERS_PARALLELISM="false", PYTHONPATH=str(REPO))
+    log = (runs / "app.log").open("w")
+    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--runs-dir", str(runs), "--lang", "vi"],
+                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    t0 = time.time()
+    deadline = t0 + 180
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"app.py exited with {proc.returncode}:\n{(runs / 'app.log').read_text()[-3000:]}")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            print(f"app answered after {time.time() - t0:.1f} s")
+            break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.terminate()
+        raise RuntimeError("app.py did not answer within 180 s")
+    yield url, runs
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        pg = browser.new_page(viewport={"width": 1400, "height": 1000}, device_scale_factor=1)
+        pg.set_default_timeout(60_000)
+        yield pg
+        browser.close()
+
+
+def _shot(page, name: str, full_page: bool = True) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.wait_for_timeout(600)  # let plots finish their transition
+    page.screenshot(path=str(SHOTS / name), full_page=full_page)
+
+
+def _tab(page, title: str) -> None:
+    page.get_by_role("tab", name=title, exact=True).click()
+
+
+def _text(module: str, key: str) -> str | None:
+    """A label of another tab (GUI-B's), or None when that tab is not in the app."""
+    from gui.i18n import t
+
+    try:
+        table = importlib.import_module(f"gui.{module}").TEXT
+    except ImportError:
+        return None
+    return table[key]["vi"] if key in table else t(key, "vi")  # a tab may use another tab's text
+
+
+def _plot_points(page) -> int:
+    return page.evaluate("""() => { const p = document.querySelector('#tr-plot .js-plotly-plot');
+                                    return p && p.data && p.data.length ? p.data[0].x.length : 0; }""")
+
+
+def test_dataset_train_stop_merge_compare(page, server, micro_model):
+    url, runs = server
+    t0 = time.time()
+
+    def phase(name: str) -> None:
+        print(f"[{time.time() - t0:5.1f} s] {name}")
+    page.goto(url)
+
+    # --- the language switch leads to the English page and back
+    assert page.locator(".ls-header h1").inner_text() == "LoRA Studio"
+    assert page.locator("#lang-en").get_attribute("href") == "en/"
+
+    # --- Dataset: the bundled MCQ sample, previewed with the embedded model's tokenizer
+    page.wait_for_selector("#ds-info:has-text('341')")
+    page.wait_for_selector("#ds-preview mark.ls-learned")
+    page.wait_for_selector("#ds-hist .js-plotly-plot")
+    assert "mcq_generation" in page.locator("#ds-schema").inner_text()
+    page.locator("#ds-next").click()
+    page.wait_for_selector("#ds-page:has-text('Trang 2/35')")
+    page.locator("#ds-prev").click()
+    page.wait_for_selector("#ds-page:has-text('Trang 1/35')")
+    _shot(page, "dataset.png")
+
+    phase("dataset shown")
+    # --- Hyperparameters: the demo preset, its checks and memory estimate
+    _tab(page, "Siêu tham số")
+    page.wait_for_selector("#hp-verdict")
+    page.wait_for_selector("#hp-checks .ls-note")
+    _shot(page, "hyperparameters.png")
+    # a local folder is a valid base model: the micro model keeps the test short
+    model = page.locator("#cfg-model-name_or_path input")
+    model.fill(str(micro_model))
+    model.press("Enter")
+    page.locator("#cfg-advanced").get_by_text("Thiết lập nâng cao").first.click()
+    for key, value in (("data-max_length", "256"), ("train-per_device_train_batch_size", "2"),
+                       ("train-max_steps", "40"), ("train-eval_steps", "10"), ("train-save_steps", "100")):
+        box = page.locator(f"#cfg-{key} input[type=number]")
+        box.fill(value)
+        box.press("Tab")
+    page.wait_for_selector("#hp-cli:has-text('train.max_steps=40')")
+    page.wait_for_selector("#hp-cli:has-text('train.eval_steps=10')")
+    assert str(micro_model) in page.locator("#hp-cli").inner_text()
+
+    phase("hyperparameters set")
+    # --- Dataset: upload the short MCQ file; the preview now uses the micro model's tokenizer
+    _tab(page, "Dữ liệu")
+    page.locator("#ds-upload input[type=file]").set_input_files(str(SHORT_MCQ))
+    page.wait_for_selector("#ds-info:has-text('short_mcq.jsonl')")
+    assert "24 dòng" in page.locator("#ds-info").inner_text()
+    page.wait_for_selector("#ds-preview mark.ls-learned")
+    assert (runs / "_uploads" / "short_mcq.jsonl").is_file()
+
+    phase("upload previewed")
+    # --- Training: start, watch the curve grow, stop
+    _tab(page, "Huấn luyện")
+    page.locator("#tr-start").click()
+    page.wait_for_selector("#tr-progress[data-status='training']", timeout=90_000)
+    assert page.locator("#tr-message .ls-error").count() == 0
+    page.wait_for_function("() => document.querySelector('#tr-plot .js-plotly-plot')?.data?.[0]?.x?.length >= 1",
+                           timeout=90_000)
+    first = _plot_points(page)
+    page.wait_for_function(f"() => document.querySelector('#tr-plot .js-plotly-plot').data[0].x.length > {first}",
+                           timeout=90_000)
+    assert _plot_points(page) > first
+
+    # the status endpoint answers fast while a run trains, through gradio_client as a script would call it
+    from gradio_client import Client
+
+    client = Client(url, verbose=False)
+    worst = 0.0
+    for _ in range(5):
+        t1 = time.perf_counter()
+        status = client.predict(api_name="/training_status")
+        worst = max(worst, time.perf_counter() - t1)
+    assert status["status"] in ("training", "stopping", "finished") and status["live"] is True
+    assert worst < 1.0, f"training_status took {worst:.2f} s"
+    print(f"training_status worst of 5 calls: {worst * 1000:.0f} ms")
+
+    # closing or reloading the page does not stop the run: the new page re-attaches to it
+    page.reload()
+    _tab(page, "Huấn luyện")
+    page.wait_for_selector("#tr-progress[data-status='training'], #tr-progress[data-status='finished']")
+    page.wait_for_function("() => document.querySelector('#tr-plot .js-plotly-plot')?.data?.[0]?.x?.length > "
+                           f"{first + 2} || document.querySelector('#tr-progress')?.dataset.status === 'finished'",
+                           timeout=90_000)
+    _shot(page, "training.png")
+    page.locator("#tr-stop").click()
+    page.wait_for_selector("#tr-progress[data-status='stopped'], #tr-progress[data-status='finished']",
+                           timeout=90_000)
+    run_dirs = [d for d in runs.iterdir() if (d / "run.json").exists()]
+    assert len(run_dirs) == 1 and (run_dirs[0] / "adapter" / "adapter_model.safetensors").exists()
+    assert run_dirs[0].name in page.locator("#tr-progress").inner_text()
+    phase("training stopped")
+
+    # --- Merge & export, Compare, Classroom (GUI-B's tabs), when present
+    merge_title = _module_title("tab_merge")
+    if merge_title:
+        _tab(page, merge_title)
+        panel = page.locator("#tab-merge")
+        panel.get_by_role("button", name=_text("tab_merge", "refresh_runs")).click()
+        page.wait_for_timeout(800)
+        panel.get_by_role("button", name=_text("tab_merge", "merge_button")).click()
+        page.wait_for_selector("#tab-merge .ls-merge-badge, #tab-merge .ls-error", timeout=90_000)
+        assert panel.locator(".ls-error").count() == 0, panel.inner_text()
+        assert (run_dirs[0] / "merged" / "merge_report.json").exists()
+        _shot(page, "merge.png")
+    phase("merged")
+    compare_title = _module_title("tab_compare")
+    if compare_title:
+        _tab(page, compare_title)
+        panel = page.locator("#tab-compare")
+        panel.get_by_role("button", name=_text("tab_compare", "refresh_runs")).click()
+        page.wait_for_timeout(1500)
+        panel.get_by_role("button", name=_text("tab_compare", "generate")).click()
+        page.wait_for_selector("#tab-compare .ls-pane", timeout=90_000)
+        assert panel.locator(".ls-error").count() == 0, panel.inner_text()
+        _shot(page, "compare.png", full_page=False)  # a random micro model writes pages of noise
+    phase("compared")
+    classroom_title = _module_title("tab_classroom")
+    if classroom_title:
+        _tab(page, classroom_title)
+        page.wait_for_timeout(1000)
+        _shot(page, "classroom.png", full_page=False)
+
+    phase("classroom shown")
+    # --- the English page is the same app in English
+    page.goto(url + "en/")
+    page.wait_for_selector("#ds-info")
+    assert page.get_by_role("tab", name="Hyperparameters", exact=True).is_visible()
+    assert page.locator("#lang-vi").get_attribute("href") == "../"
+    print(f"browser walk-through took {time.time() - t0:.0f} s")
+
+
+def _module_title(module: str) -> str | None:
+    try:
+        return importlib.import_module(f"gui.{module}").TAB_TITLE["vi"]
+    except (ImportError, AttributeError, KeyError):
+        return None
