@@ -217,7 +217,7 @@ def _cmd_chain(args) -> int:
         print(stage.run_dir, flush=True)
 
     run_chain([_preset_path(p) for p in args.presets], overrides=args.set, stage_overrides=per_stage,
-              runs_dir=args.runs_dir, dtype=args.dtype, on_stage=show)
+              runs_dir=args.runs_dir, dtype=args.dtype, n_prompts=args.prompts, on_stage=show)
     return 0
 
 
@@ -300,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--runs-dir", default=None, help="parent folder of the run folders (default: runs/)")
     c.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
                    help="precision of the intermediate merged models")
+    c.add_argument("--prompts", type=int, default=8, help="verification prompts of each merge")
     c.set_defaults(func=_cmd_chain)
     return p
 

@@ -23,6 +23,7 @@ from typing import Any, Iterable
 from core import config as C
 from core.errors import AdapterError, DataError, ModelLoadError
 from core.generate import Decoding, Generation, generate
+from core.models import exact_4bit
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,8 @@ class RunInfo:
     @property
     def base_names(self) -> set[str]:
         """Every name under which this run's base may appear in an adapter_config.json."""
-        names = {self.base_path, str(self.info.get("base_model") or ""), str(self.info.get("resolved_base_model") or "")}
+        info = self.info
+        names = {self.base_path, str(info.get("base_model") or ""), str(info.get("resolved_base_model") or "")}
         return {n for n in names if n}
 
     @classmethod
@@ -313,7 +315,7 @@ def load_base(run: RunInfo, **changes):
 
     model, _, _ = M.load_model(replace(run.cfg.model, **changes), resolved=run.base_path)
     model.eval()
-    return model
+    return exact_4bit(model)
 
 
 # --------------------------------------------------------------------------- several adapters on one base
@@ -400,13 +402,15 @@ class ModelSet:
         if not (folder / "config.json").is_file():
             hint = f"python -m core merge {self.run_dir}" if self.run_dir else "python -m core merge RUN_DIR"
             raise ModelLoadError(f"no merged model in {folder}: run `{hint}` first", field=str(folder))
-        self.merged = AutoModelForCausalLM.from_pretrained(str(folder), dtype="auto")
-        self.merged.to(model_device(self.model)).eval()
+        self.merged = exact_4bit(AutoModelForCausalLM.from_pretrained(str(folder), dtype="auto").eval())
+        if not getattr(self.merged, "is_quantized", False):
+            self.merged.to(model_device(self.model))
 
     def remove_adapter(self, name: str) -> None:
         """Drop one adapter (not the last: use :meth:`unload` to get the plain base back)."""
         if name not in self.adapters:
-            raise AdapterError(f"no adapter named {name!r} (loaded: {', '.join(self.adapters) or 'none'})", field="name")
+            loaded = ", ".join(self.adapters) or "none"
+            raise AdapterError(f"no adapter named {name!r} (loaded: {loaded})", field="name")
         if len(self.adapters) == 1:
             self.unload()
             return
@@ -466,16 +470,13 @@ class ModelSet:
         from core import data as D
         from core.templates import inference_prompt
 
-        roles: dict[str, Any] = {}
-        for role, col in self.column_map.items():
-            if col in row:
+        # the run's own mapping first, then a role's name or one of its synonyms (a file with other headers)
+        roles: dict[str, Any] = {role: row[col] for role, col in self.column_map.items() if col in row}
+        lower = {str(c).strip().lower(): c for c in row}
+        for role, synonyms in D.SYNONYMS.items():
+            col = next((lower[s] for s in (role, *synonyms) if s in lower), None)
+            if role not in roles and col is not None:
                 roles[role] = row[col]
-        for role in D.SYNONYMS:
-            if role not in roles:
-                col = role if role in row else next((c for c in row for s in D.SYNONYMS[role]
-                                                     if str(c).strip().lower() == s), None)
-                if col is not None:
-                    roles[role] = row[col]
         if self.cfg.data.clean:
             roles = {k: D.clean_text(v) if isinstance(v, str) else v for k, v in roles.items()}
         ctx = D.template_context(self.tokenizer, self.cfg.data)

@@ -74,6 +74,7 @@ def first_divergence(a_ids: Sequence[int], b_ids: Sequence[int]) -> int | None:
 
 
 def model_device(model):
+    """The device of a model's first parameter (where its inputs must go)."""
     import torch
 
     try:

@@ -31,13 +31,15 @@ import math
 import os
 import re
 import shutil
+import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
-from core.adapters import (RunInfo, adapter_files, adapter_sha256, apply_adapter, load_adapter_tensors, load_base,
-                           tokenizer_for)
+from core.adapters import (RunInfo, adapter_files, adapter_sha256, apply_adapter, exact_4bit, load_adapter_tensors,
+                           load_base, tokenizer_for)
 from core.errors import AdapterError, ConfigError, DataError, JobError, StudioError
 from core.generate import Decoding, first_divergence, generate, model_device
 
@@ -46,6 +48,7 @@ log = logging.getLogger(__name__)
 TARGETS = ("original", "dequantized", "4bit")
 ONTO = ("auto",) + TARGETS
 DTYPES = ("float32", "bfloat16", "float16")
+_MERGE_LOCK = threading.Lock()  # one merge at a time per process: each holds two to three models in memory
 REPORT_JSON = "merge_report.json"
 REPORT_MD = "merge_report.md"
 GENERATE_TOKENS = 32  # greedy tokens per prompt for the first-divergence check
@@ -145,6 +148,7 @@ class MergeReport:
     results: dict[str, TargetResult]
     notes: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    precision: dict = field(default_factory=dict)  # how the base was held in training, for the readable text
     created: str = ""
     seconds: float = 0.0
     versions: dict = field(default_factory=dict)
@@ -205,10 +209,10 @@ class MergeReport:
             f"| {t['run']} | `{self.run_dir}` |",
             f"| {t['merged_folder']} | `{self.out_dir}` |",
             f"| {t['base']} | `{self.base_model}` (`{self.resolved_base_model}`) |",
-            f"| {t['trained_on']} | {self.trained_on} |",
+            f"| {t['trained_on']} | {precision_text(self.precision, lang) if self.precision else self.trained_on} |",
             f"| {t['onto']} | {t['target_' + self.target]} ({t['requested']}: `{self.requested_onto}`) |",
             f"| {t['dtype']} | {self.dtype} |",
-            f"| {t['reference']} | {self.reference} |",
+            f"| {t['reference']} | {t['reference_text']} |",
             f"| {t['prompts']} | {p.get('n', 0)} {t['from_' + p.get('source', 'builtin')]}, {p.get('n_tokens', 0)} "
             f"{t['tokens']}; {t['greedy']} {p.get('max_new_tokens', GENERATE_TOKENS)} {t['tokens']} |",
             f"| {t['sha']} | `{self.adapter_sha256[:16]}…` |",
@@ -227,9 +231,14 @@ class MergeReport:
                 f"| {t['target_' + name]} | {t['yes'] if x.saved else t['no']} | {x.max_abs_dlogit:.3g} | "
                 f"{x.mean_abs_dlogit:.3g} | {x.kl_mean:.3g} | {x.kl_max:.3g} | {x.greedy_agreement:.2%} | "
                 f"{x.identical_generations}/{x.n_prompts} | {_limit_text(x, t)} | {verdict} |")
+        if self.quantized_run and {"dequantized", "original"} <= set(self.results):
+            d, o = self.results["dequantized"], self.results["original"]
+            lines += ["", t["qlora_compare"].format(o_max=o.max_abs_dlogit, o_kl=o.kl_mean, o_agree=o.greedy_agreement,
+                                                    d_max=d.max_abs_dlogit, d_kl=d.kl_mean)]
         lines += ["", f"## {t['per_prompt']}", "", t["per_prompt_help"], ""]
         order = sorted(self.results, key=lambda n: (n != self.target, TARGETS.index(n)))
-        lines.append(f"| # | {t['tokens']} | {t['expected']} | " + " | ".join(t['target_short_' + n] for n in order) + " |")
+        heads = " | ".join(t["target_short_" + n] for n in order)
+        lines.append(f"| # | {t['tokens']} | {t['expected']} | {heads} |")
         lines.append("|---|---|---|" + "---|" * len(order))
         for i, case in enumerate(p.get("cases", [])):
             cells = []
@@ -284,7 +293,12 @@ _TEXT: dict[str, dict[str, Any]] = {
         "reference": "Compared with", "prompts": "Prompts", "tokens": "tokens", "greedy": "greedy generation of",
         "from_validation": "rows of the run's validation set", "from_train": "rows of the training set (the run has "
         "no validation set)", "from_builtin": "built-in prompts (the run's data could not be read)",
-        "sha": "Adapter sha256", "targets": "Targets", "target": "Target", "saved": "Saved",
+        "sha": "Adapter sha256", "targets": "Targets",
+        "reference_text": "the adapter as trained: the base as held in training + the adapter, not merged",
+        "qlora_compare": "This adapter was trained on a 4-bit base. Merged onto the original weights (what other "
+                         "tools ship) it would move the logits by up to {o_max:.3g} (mean KL {o_kl:.2g} nats, "
+                         "greedy agreement {o_agree:.1%}); merged onto the dequantized 4-bit weights, by "
+                         "{d_max:.3g} (mean KL {d_kl:.2g}).", "target": "Target", "saved": "Saved",
         "agreement": "greedy agreement", "identical": "identical generations", "limit": "tolerance",
         "result": "result", "pass": "pass", "fail": "fail", "yes": "yes", "no": "no (measured only)",
         "target_original": "original 16/32-bit weights", "target_dequantized": "dequantized 4-bit weights",
@@ -323,7 +337,12 @@ _TEXT: dict[str, dict[str, Any]] = {
         "reference": "So sánh với", "prompts": "Câu lệnh thử", "tokens": "token", "greedy": "sinh tham lam",
         "from_validation": "dòng của tập kiểm định của lần chạy", "from_train": "dòng của tập huấn luyện (lần chạy "
         "không có tập kiểm định)", "from_builtin": "câu lệnh có sẵn (không đọc được dữ liệu của lần chạy)",
-        "sha": "sha256 của adapter", "targets": "Các đích gộp", "target": "Đích", "saved": "Đã lưu",
+        "sha": "sha256 của adapter", "targets": "Các đích gộp",
+        "reference_text": "adapter như lúc huấn luyện: mô hình gốc ở dạng đã dùng khi huấn luyện + adapter, chưa gộp",
+        "qlora_compare": "Adapter này được huấn luyện trên mô hình gốc 4-bit. Nếu gộp vào trọng số gốc (cách các "
+                         "công cụ khác vẫn làm), logit sẽ lệch tới {o_max:.3g} (KL trung bình {o_kl:.2g} nat, trùng "
+                         "token tham lam {o_agree:.1%}); gộp vào trọng số 4-bit đã giải lượng tử thì chỉ lệch "
+                         "{d_max:.3g} (KL trung bình {d_kl:.2g}).", "target": "Đích", "saved": "Đã lưu",
         "agreement": "trùng token tham lam", "identical": "sinh giống hệt", "limit": "ngưỡng cho phép",
         "result": "kết quả", "pass": "đạt", "fail": "không đạt", "yes": "có", "no": "không (chỉ đo)",
         "target_original": "trọng số gốc 16/32-bit", "target_dequantized": "trọng số 4-bit đã giải lượng tử",
@@ -564,29 +583,43 @@ def _reload(folder: Path, dtype: str, device):
     from transformers import AutoModelForCausalLM
 
     kwargs: dict[str, Any] = {"dtype": _torch_dtype(dtype)}
-    if load_report_quantized(folder):
+    if _is_quantized_folder(folder):
         kwargs["device_map"] = {"": str(device)}
     model = AutoModelForCausalLM.from_pretrained(str(folder), **kwargs)
     if "device_map" not in kwargs:
         model.to(device)
-    return model.eval()
+    return exact_4bit(model.eval())
 
 
-def load_report_quantized(folder: Path) -> bool:
+def _is_quantized_folder(folder: Path) -> bool:
     try:
         return "quantization_config" in json.loads((folder / "config.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return False
 
 
-def _trained_on(run: RunInfo) -> str:
+def _precision(run: RunInfo) -> dict:
+    """How the base was held in training: 4bit | 8bit | float, with the details the text needs."""
     m = run.cfg.model
-    if m.load_in_4bit:
-        return (f"4-bit {m.bnb_4bit_quant_type}{' + double quantization' if m.bnb_4bit_use_double_quant else ''}, "
-                f"compute {_dtype_name(m.bnb_4bit_compute_dtype)} (QLoRA)")
-    if m.load_in_8bit:
+    kind = "4bit" if m.load_in_4bit else "8bit" if m.load_in_8bit else "float"
+    return {"kind": kind, "dtype": _dtype_name(m.dtype), "quant_type": m.bnb_4bit_quant_type,
+            "double_quant": m.bnb_4bit_use_double_quant, "compute_dtype": _dtype_name(m.bnb_4bit_compute_dtype)}
+
+
+def precision_text(p: dict, lang: str = "en") -> str:
+    """``4-bit nf4, double quantization, compute float32 (QLoRA)`` in English or Vietnamese."""
+    vi = lang == "vi"
+    if p.get("kind") == "4bit":
+        double = (", lượng tử hoá kép" if vi else ", double quantization") if p.get("double_quant") else ""
+        compute = "tính ở" if vi else "compute"
+        return f"4-bit {p.get('quant_type')}{double}, {compute} {p.get('compute_dtype')} (QLoRA)"
+    if p.get("kind") == "8bit":
         return "8-bit (LLM.int8)"
-    return _dtype_name(m.dtype)
+    return str(p.get("dtype"))
+
+
+def _trained_on(run: RunInfo) -> str:
+    return precision_text(_precision(run))
 
 
 def _dtype_name(name: str) -> str:
@@ -596,6 +629,11 @@ def _dtype_name(name: str) -> str:
 
 
 def resolve_onto(run: RunInfo, onto: str) -> str:
+    """The merge target that ``onto`` means for this run (auto → dequantized after QLoRA, else original).
+
+    Raises:
+        ConfigError: an unknown value, or dequantized for a run trained in full precision.
+    """
     if onto not in ONTO:
         raise ConfigError(f"--onto must be one of {', '.join(ONTO)}, got {onto!r}", field="onto")
     if onto == "auto":
@@ -614,7 +652,8 @@ def _check_out(out: Path) -> None:
 
 
 def merge_run(run_dir: str | Path, *, dtype: str = "float32", onto: str = "auto", out: str | Path | None = None,
-              n_prompts: int = 8, progress: Callable[[str], None] | None = None) -> MergeReport:
+              n_prompts: int = 8, max_new_tokens: int = GENERATE_TOKENS,
+              progress: Callable[[str], None] | None = None) -> MergeReport:
     """Merge a run's adapter into its base, verify the result, and write it with its report.
 
     Args:
@@ -623,6 +662,7 @@ def merge_run(run_dir: str | Path, *, dtype: str = "float32", onto: str = "auto"
         onto: auto | original | dequantized | 4bit (see the module docstring).
         out: the output folder (default ``RUN_DIR/merged``).
         n_prompts: verification prompts from the run's validation data.
+        max_new_tokens: greedy tokens generated per prompt for the first-divergence check.
         progress: called with a short message at each stage (the GUI shows it).
     Returns:
         The MergeReport; ``already_merged`` is True when the folder already held this merge (nothing rewritten).
@@ -630,8 +670,11 @@ def merge_run(run_dir: str | Path, *, dtype: str = "float32", onto: str = "auto"
         AdapterError: missing files, NaN weights, an adapter made for another base.
         ConfigError: bad dtype / onto; StudioError: an output folder that is not ours.
     """
-    import torch
+    with _MERGE_LOCK:
+        return _merge_run(run_dir, dtype, onto, out, n_prompts, max_new_tokens, progress)
 
+
+def _merge_run(run_dir, dtype, onto, out, n_prompts, max_new_tokens, progress) -> MergeReport:
     say = progress or (lambda msg: log.info(msg))
     if dtype not in DTYPES:
         raise ConfigError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}", field="dtype")
@@ -652,13 +695,18 @@ def merge_run(run_dir: str | Path, *, dtype: str = "float32", onto: str = "auto"
         return report
     _check_out(out)
     load_adapter_tensors(run.adapter_dir)  # NaN / unreadable: fail before loading any model
+    notes = []
+    if previous:
+        notes.append(f"replaced the previous merge in this folder (target {previous.get('target')}, dtype "
+                     f"{previous.get('dtype')}, adapter sha256 {str(previous.get('adapter_sha256'))[:12]}…)")
 
     say("loading the adapter as trained (the reference)")
     tokenizer = tokenizer_for(run)
-    cases, source, notes = prompt_set(run, tokenizer, n_prompts)
+    cases, source, more = prompt_set(run, tokenizer, n_prompts)
+    notes += more
     ref_model, more = apply_adapter(load_base(run), run.adapter_dir, expected_bases=run.base_names)
     notes += more
-    decoding = Decoding(max_new_tokens=GENERATE_TOKENS)
+    decoding = Decoding(max_new_tokens=max_new_tokens)
     say(f"generating with the reference on {len(cases)} prompts")
     reference = _Reference(ref_model, tokenizer, cases, decoding)
     device = model_device(ref_model)
@@ -668,8 +716,9 @@ def merge_run(run_dir: str | Path, *, dtype: str = "float32", onto: str = "auto"
     # the chosen target first (saved), then for a QLoRA run the other float target (measured only)
     order = [target] + [t for t in ("dequantized", "original") if run.quantized and t != target]
     results: dict[str, TargetResult] = {}
-    tmp = out.parent / f".{out.name}.merging-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.merging-", dir=out.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the merged folder is an ordinary model folder
     files: list[str] = []
     try:
         for name in order:
@@ -680,7 +729,6 @@ def merge_run(run_dir: str | Path, *, dtype: str = "float32", onto: str = "auto"
             saved = name == target
             if saved:
                 say(f"saving the merged model ({dtype}) and reloading it with stock transformers")
-                tmp.mkdir(parents=True)
                 files = _save(merged, tokenizer, run, tmp)
                 del merged
                 gc.collect()
@@ -692,11 +740,6 @@ def merge_run(run_dir: str | Path, *, dtype: str = "float32", onto: str = "auto"
                                     tolerance_dtypes=(dtype, ref_dtype), lossy=lossy, saved=saved)
             del merged
             gc.collect()
-        if run.quantized and results.get("dequantized") and results.get("original"):
-            d, o = results["dequantized"], results["original"]
-            notes.append(f"merging onto the original weights instead of the dequantized ones would move the logits "
-                         f"by up to {o.max_abs_dlogit:.3g} (mean KL {o.kl_mean:.2g} nats) instead of "
-                         f"{d.max_abs_dlogit:.3g}")
         from core.train import versions
 
         report = MergeReport(
@@ -704,9 +747,9 @@ def merge_run(run_dir: str | Path, *, dtype: str = "float32", onto: str = "auto"
             base_model=str(run.info.get("base_model") or run.cfg.model.name_or_path),
             resolved_base_model=run.base_path, quantized_run=run.quantized, trained_on=_trained_on(run),
             requested_onto=onto, target=target, dtype=dtype,
-            reference=f"base as trained ({_trained_on(run)}) + adapter, not merged",
+            reference=f"base as trained ({_trained_on(run)}) + adapter, not merged", precision=_precision(run),
             prompts={"source": source, "n": len(cases), "n_tokens": sum(len(c.input_ids) for c in cases),
-                     "max_new_tokens": GENERATE_TOKENS,
+                     "max_new_tokens": max_new_tokens,
                      "cases": [{"n_tokens": len(c.input_ids), "preview": c.preview} for c in cases]},
             results=results, notes=notes, files=files + [REPORT_JSON, REPORT_MD],
             created=dt.datetime.now().isoformat(timespec="seconds"),
@@ -721,7 +764,7 @@ def merge_run(run_dir: str | Path, *, dtype: str = "float32", onto: str = "auto"
 
 def _replace(tmp: Path, out: Path) -> None:
     """Put the complete new folder in place; the old one is removed only once the new one is there."""
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    old = out.parent / f".{out.name}.old-{os.getpid()}-{threading.get_ident()}"
     if out.exists():
         out.rename(old)
     tmp.rename(out)
@@ -794,7 +837,8 @@ class ChainStage:
 
 def run_chain(presets: list[str | Path], *, overrides: list[str] | None = None,
               stage_overrides: dict[int, list[str]] | None = None, runs_dir: str | Path | None = None,
-              dtype: str = "float32", on_stage: Callable[[ChainStage], None] | None = None) -> list[ChainStage]:
+              dtype: str = "float32", n_prompts: int = 8,
+              on_stage: Callable[[ChainStage], None] | None = None) -> list[ChainStage]:
     """Train presets one after the other, each on the previous stage's merged model.
 
     Stage k (k ≥ 2) has ``model.name_or_path`` set to stage k-1's merged folder, whatever its preset
@@ -806,6 +850,7 @@ def run_chain(presets: list[str | Path], *, overrides: list[str] | None = None,
         stage_overrides: ``{stage number (1-based): [key=value, …]}``.
         runs_dir: parent of the run folders.
         dtype: precision of the intermediate merged models.
+        n_prompts: verification prompts of each merge.
         on_stage: called after each stage (trained, and merged when it is merged).
     Returns:
         The stages.
@@ -826,7 +871,7 @@ def run_chain(presets: list[str | Path], *, overrides: list[str] | None = None,
         job = TrainingJob(cfg, runs_dir)
         stage = ChainStage(str(preset), job.run())
         if k < len(presets):
-            report = merge_run(stage.run_dir, dtype=dtype, onto="auto")
+            report = merge_run(stage.run_dir, dtype=dtype, onto="auto", n_prompts=n_prompts)
             if not report.passed:
                 raise JobError(f"stage {k} ({Path(preset).name}): the merged model failed its verification "
                                f"({report.summary()}); see {Path(report.out_dir) / REPORT_MD}", field=str(preset))

@@ -415,6 +415,10 @@ class TrainingJob:
             train_dataset=D.to_hf_dataset(prepared.train),
             eval_dataset=D.to_hf_dataset(prepared.validation) if prepared.validation else None,
             callbacks=[_make_callback(self)])
+        # the run's metrics go to metrics.jsonl and train.log; stdout is left to the CLI (its last line: the run folder)
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
         trainer.embedding_learning_rate = cfg.train.embedding_learning_rate
         trainer.skip_prompt_logits = cfg.train.skip_prompt_logits and cfg.data.completion_only_loss
         resume = str(last_checkpoint(self.run_dir)) if self.resume_dir and last_checkpoint(self.run_dir) else None
