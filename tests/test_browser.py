@@ -153,9 +153,13 @@ def test_dataset_train_stop_merge_compare(page, server, micro_model):
     phase("hyperparameters set")
     # --- Dataset: upload the short MCQ file; the preview now uses the micro model's tokenizer
     _tab(page, "Dữ liệu")
+    # the model change re-renders the preview; let it settle so that it cannot land after the upload's
+    settle = "() => { const el = document.querySelector('#ds-info'); return el && !el.innerText.includes('processing'); }"
+    page.wait_for_function(settle, timeout=120_000)
     page.locator("#ds-upload input[type=file]").set_input_files(str(SHORT_MCQ))
-    page.wait_for_selector("#ds-info:has-text('short_mcq.jsonl')")
-    assert "24 dòng" in page.locator("#ds-info").inner_text()
+    page.wait_for_selector("#ds-info:has-text('24 dòng')", timeout=120_000)
+    page.wait_for_function(settle, timeout=120_000)
+    assert "short_mcq.jsonl" in page.locator("#ds-info").inner_text()
     page.wait_for_selector("#ds-preview mark.ls-learned")
     assert (runs / "_uploads" / "short_mcq.jsonl").is_file()
 
