@@ -171,16 +171,27 @@ def ui(reps: int = 3, calls: int = 60) -> dict:
     return {**res, "markdown": md}
 
 
-def demo(reps: int = 1) -> dict:
-    """The classroom result: train the demo preset, then MCQ validity of base vs fine-tuned on the test split."""
+def demo(reps: int = 1, run_dir: str | None = None) -> dict:
+    """The classroom result: train the demo preset, then MCQ validity of base vs fine-tuned on the test split.
+
+    With ``run_dir`` (``--demo-run``), an already trained demo run is evaluated (or its eval_report.json read).
+    """
     from core.evaluate import evaluate_run
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        run_dir = _run_dir(_cli("train", DEMO, "--runs-dir", tmp))
-        wall = time.perf_counter() - t0
-        info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-        report = evaluate_run(run_dir, split="test", which=("base", "adapter"))
+        if run_dir is None:
+            run = _run_dir(_cli("train", DEMO, "--runs-dir", tmp))
+            wall = time.perf_counter() - t0
+        else:
+            run, wall = Path(run_dir), float("nan")
+        info = json.loads((run / "run.json").read_text(encoding="utf-8"))
+        saved = run / "eval_report.json"
+        report = (json.loads(saved.read_text(encoding="utf-8")) if run_dir and saved.exists()
+                  else evaluate_run(run, split="test", which=("base", "adapter")))
+    steps = [r for r in _metrics(run) if "loss" in r]
+    gaps = sorted(b["elapsed"] - a["elapsed"] for a, b in zip(steps, steps[1:]))
+    step_s = gaps[len(gaps) // 2] if gaps else float("nan")
     b, a = report["models"]["base"], report["models"]["adapter"]
     md = ("Command: `python -m bench --only demo` (trains `presets/demo.yaml`, then "
           "`python -m core evaluate RUN --split test`). Contexts from the test split, never trained on.\n\n"
@@ -188,6 +199,14 @@ def demo(reps: int = 1) -> dict:
           f"| base | {b['n_valid']}/{b['n']} ({100 * b['validity_rate']:.0f}%) | {b['loss']} | {b.get('general_perplexity')} |\n"
           f"| fine-tuned | {a['n_valid']}/{a['n']} ({100 * a['validity_rate']:.0f}%) | {a['loss']} | "
           f"{a.get('general_perplexity')} |\n\n"
-          f"Training: {info.get('train_seconds', 0):.0f} s of steps ({wall:.0f} s wall with loading) on this machine.")
-    return {"train_seconds": info.get("train_seconds"), "wall_seconds": round(wall, 1), "report": report,
-            "markdown": md}
+          f"Training: {len(steps)} steps at a median {step_s:.1f} s/step ≈ {len(steps) * step_s / 60:.1f} min of "
+          f"steps on this machine (run.json train_seconds: {info.get('train_seconds', 0):.0f} s"
+          + (f", {wall:.0f} s wall with loading" if wall == wall else "") + ").")
+    return {"train_seconds": info.get("train_seconds"), "median_step_seconds": round(step_s, 2),
+            "wall_seconds": round(wall, 1) if wall == wall else None, "report": report, "markdown": md}
+
+
+def _metrics(run: Path) -> list[dict]:
+    from core.train import read_metrics
+
+    return read_metrics(run)
