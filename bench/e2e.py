@@ -199,7 +199,9 @@ def demo(reps: int = 1, run_dir: str | None = None) -> dict:
           f"| base | {b['n_valid']}/{b['n']} ({100 * b['validity_rate']:.0f}%) | {b['loss']} | {b.get('general_perplexity')} |\n"
           f"| fine-tuned | {a['n_valid']}/{a['n']} ({100 * a['validity_rate']:.0f}%) | {a['loss']} | "
           f"{a.get('general_perplexity')} |\n\n"
-          f"Training: {len(steps)} steps at a median {step_s:.1f} s/step ≈ {len(steps) * step_s / 60:.1f} min of "
+          + "Why answers fail (fine-tuned): "
+          + (", ".join(f"{k} {v}" for k, v in a["reason_counts"].items() if v) or "none") + ".\n\n"
+          + f"Training: {len(steps)} steps at a median {step_s:.1f} s/step ≈ {len(steps) * step_s / 60:.1f} min of "
           f"steps on this machine (run.json train_seconds: {info.get('train_seconds', 0):.0f} s"
           + (f", {wall:.0f} s wall with loading" if wall == wall else "") + ").")
     return {"train_seconds": info.get("train_seconds"), "median_step_seconds": round(step_s, 2),

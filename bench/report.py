@@ -66,4 +66,8 @@ def markdown(r: dict) -> str:
                        ("load", "6. Model load time"), ("demo", "Classroom demo: MCQ validity")):
         if key in r and r[key].get("markdown"):
             lines += [f"## {title}", "", r[key]["markdown"], ""]
+    missing = [k for k in ("throughput", "ui", "e2e", "memory", "load", "demo") if k not in r]
+    if missing:
+        lines += ["## Not yet measured", "", "These sections have not been run on this machine yet: "
+                  + ", ".join(f"`python -m bench --only {k}`" for k in missing) + ".", ""]
     return "\n".join(lines) + "\n"
