@@ -347,20 +347,26 @@ def compare(run: str | None, prompt: str, context: str, mode: str, temperature: 
                 return (*blank, note_html(t("empty_prompt", lang), "warn"))
             text = prompt
         decoding = decoding_from(mode, temperature, top_p, seed, max_new_tokens)
-        has_merged = ModelCache.merged_marker(run_dir) is not None
         t0 = time.monotonic()
-        gens: dict[str, Any] = {}
-        with MODELS.lock:
-            progress(0.0, desc=t("loading_models", lang))
-            models, names = MODELS.get(run_dir, need_merged=has_merged)
-            todo = [w for w in WHICH if w in names]
-            for i, which in enumerate(todo):
-                progress((i + 1) / (len(todo) + 1), desc=t("generating", lang, which=t(f"pane_{which}", lang)))
-                gens[which] = models.generate([text], names[which], decoding)[0]
+        gens = {which: out[0] for which, out in generate_all(run_dir, [text], decoding, lang, progress).items()}
     except Exception as e:  # noqa: BLE001 - the GUI edge: every failure becomes a message (traceback logged)
         return (*blank, error_html(e, lang))
     status = note_html(t("timing", lang, n=len(gens), s=num(time.monotonic() - t0, lang)))
     return (*render_panes(gens, lang), status)
+
+
+def generate_all(run_dir, prompts: list[str], decoding, lang: str, progress) -> dict[str, list]:
+    """Every model of the run (base, adapter, merged when present) on the same prompts, one at a time."""
+    has_merged = ModelCache.merged_marker(run_dir) is not None
+    outputs: dict[str, list] = {}
+    with MODELS.lock:
+        progress(0.0, desc=t("loading_models", lang))
+        models, names = MODELS.get(run_dir, need_merged=has_merged)
+        todo = [w for w in WHICH if w in names]
+        for i, which in enumerate(todo):
+            progress((i + 1) / (len(todo) + 1), desc=t("generating", lang, which=t(f"pane_{which}", lang)))
+            outputs[which] = models.generate(prompts, names[which], decoding)
+    return outputs
 
 
 def batch(run: str | None, split: str, n_rows: float, mode: str, temperature: float, top_p: float, seed: float,
@@ -380,15 +386,7 @@ def batch(run: str | None, split: str, n_rows: float, mode: str, temperature: fl
             return None, None, note_html(t("no_heldout", lang, split=t(f"split_{split}", lang)), "warn")
         prompts = [build_prompt(run_dir, r["row"]) for r in rows]
         decoding = decoding_from(mode, temperature, top_p, seed, max_new_tokens)
-        has_merged = ModelCache.merged_marker(run_dir) is not None
-        outputs: dict[str, list] = {}
-        with MODELS.lock:
-            progress(0.0, desc=t("loading_models", lang))
-            models, names = MODELS.get(run_dir, need_merged=has_merged)
-            todo = [w for w in WHICH if w in names]
-            for i, which in enumerate(todo):
-                progress((i + 1) / (len(todo) + 1), desc=t("generating", lang, which=t(f"pane_{which}", lang)))
-                outputs[which] = models.generate(prompts, names[which], decoding)
+        outputs = generate_all(run_dir, prompts, decoding, lang, progress)
     except Exception as e:  # noqa: BLE001 - the GUI edge: every failure becomes a message (traceback logged)
         return None, None, error_html(e, lang)
     from core.generate import first_divergence
