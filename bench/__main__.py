@@ -84,11 +84,15 @@ def main(argv: list[str] | None = None) -> int:
         if not (args.quick or args.tiny):
             from bench import e2e
 
-            for name in ("load", "memory", "e2e", "ui"):
+            for name in ("load", "memory", "ui"):
                 if name in sections:
                     results[name] = getattr(e2e, name)(reps=args.reps)
+            demo_run = args.demo_run
+            if "e2e" in sections:
+                results["e2e"] = e2e.e2e(reps=args.reps, runs_dir=tmp / "e2e")
+                demo_run = demo_run or results["e2e"]["run_dirs"][0]  # evaluate a run e2e trained: no third training
             if "demo" in sections:
-                results["demo"] = e2e.demo(run_dir=args.demo_run)
+                results["demo"] = e2e.demo(run_dir=demo_run)
     if args.tiny or args.no_write:
         print(json.dumps({k: results[k] for k in sections if k in results}, indent=1, default=str)[:4000])
         return 0

@@ -79,7 +79,7 @@ def memory(reps: int = 3) -> dict:
     s = summary(peaks)
     err = 100 * (est.total - s["median"]) / s["median"]
     rows = "\n".join(f"| {k} | {human_bytes(v)} |" for k, v in est.breakdown().items())
-    md = (f"Command: `python -m bench --only memory`. Demo preset (SmolLM2, batch "
+    md = (f"Command: `python -m bench --only memory`. Demo preset ({cfg.model.name_or_path}, batch "
           f"{cfg.train.per_device_train_batch_size}, max_length {cfg.data.max_length}), 3 steps, in a fresh process.\n\n"
           f"Measured peak RSS: **{human_bytes(s['median'])}** ({human_bytes(s['min'])}–{human_bytes(s['max'])}). "
           f"Estimated before Start: **{human_bytes(est.total)}** — error {err:+.0f}%.\n\n| estimate part | bytes |\n"
@@ -87,20 +87,27 @@ def memory(reps: int = 3) -> dict:
     return {"peak_rss": s, "estimate": est.breakdown(), "error_percent": round(err, 1), "markdown": md}
 
 
-def e2e(reps: int = 3) -> dict:
-    """From Start to a merged and verified model, for the demo preset (train → merge → report)."""
+def e2e(reps: int = 3, runs_dir: str | Path | None = None) -> dict:
+    """From Start to a merged and verified model, for the demo preset (train → merge → report).
+
+    The runs are written under ``runs_dir`` (a temporary folder when None); ``run_dirs`` in the result lists
+    them, so that the demo section can evaluate one instead of training again.
+    """
     from core.merge import merge_run
 
     phases: dict[str, list[float]] = {"train": [], "merge_and_verify": [], "total": []}
-    passed = []
+    passed, runs, merge_summaries = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
+        root = Path(runs_dir) if runs_dir else Path(tmp)
         for i in range(reps):
             t0 = time.perf_counter()
-            run_dir = _run_dir(_cli("train", DEMO, "--runs-dir", f"{tmp}/r{i}"))
+            run_dir = _run_dir(_cli("train", DEMO, "--runs-dir", str(root / f"r{i}")))
             t1 = time.perf_counter()
             report = merge_run(run_dir)
             t2 = time.perf_counter()
             passed.append(report.passed)
+            runs.append(str(run_dir))
+            merge_summaries.append(report.summary())
             phases["train"].append(t1 - t0)
             phases["merge_and_verify"].append(t2 - t1)
             phases["total"].append(t2 - t0)
@@ -108,8 +115,8 @@ def e2e(reps: int = 3) -> dict:
     md = ("Command: `python -m bench --only e2e`. `python -m core train presets/demo.yaml`, then the merge with its "
           "verification report, in one process each.\n\n| phase | seconds |\n|---|---|\n"
           + "\n".join(f"| {k} | {v['median']:.0f} ({v['min']:.0f}–{v['max']:.0f}) |" for k, v in s.items())
-          + f"\n\nVerification passed in {sum(passed)}/{len(passed)} runs.")
-    return {"seconds": s, "passed": passed, "markdown": md}
+          + f"\n\nVerification passed in {sum(passed)}/{len(passed)} runs. Last report: {merge_summaries[-1]}")
+    return {"seconds": s, "passed": passed, "merge": merge_summaries, "run_dirs": runs, "markdown": md}
 
 
 def _free_port() -> int:
@@ -203,7 +210,9 @@ def demo(reps: int = 1, run_dir: str | None = None) -> dict:
     step_s = gaps[len(gaps) // 2] if gaps else float("nan")
     b, a = report["models"]["base"], report["models"]["adapter"]
     md = ("Command: `python -m bench --only demo` (trains `presets/demo.yaml`, then "
-          "`python -m core evaluate RUN --split test`). Contexts from the test split, never trained on.\n\n"
+          "`python -m core evaluate RUN --split test`). Contexts from the test split, never trained on. Both models "
+          f"decode greedily with repetition penalty {report.get('decoding', {}).get('repetition_penalty', 1.0):g} on "
+          "the answer's own tokens (`core.generate.MCQ_REPETITION_PENALTY`, what the Classroom tab uses).\n\n"
           f"| model | valid MCQs | loss on test answers | general-text perplexity |\n|---|---|---|---|\n"
           f"| base | {b['n_valid']}/{b['n']} ({100 * b['validity_rate']:.0f}%) | {b['loss']} | {b.get('general_perplexity')} |\n"
           f"| fine-tuned | {a['n_valid']}/{a['n']} ({100 * a['validity_rate']:.0f}%) | {a['loss']} | "

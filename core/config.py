@@ -281,8 +281,10 @@ class TrainSection:
            "nhanh và ít bộ nhớ hơn nhiều khi câu lệnh dài hoặc bộ từ vựng lớn (Gemma: 262 nghìn token).")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = opt(
         "auto", label_en="Mixed precision", label_vi="Độ chính xác hỗn hợp",
-        en="auto: bf16 on a GPU that supports it, fp16 on older GPUs, fp32 on CPU.",
-        vi="auto: bf16 trên GPU hỗ trợ, fp16 trên GPU cũ, fp32 trên CPU.")
+        en="auto: bf16 on a GPU that supports it, fp16 on older GPUs, fp32 on CPU. bf16 also speeds up CPUs with "
+           "native bfloat16 (AVX512-BF16, AMX), most with the weights dtype set to bfloat16 too.",
+        vi="auto: bf16 trên GPU hỗ trợ, fp16 trên GPU cũ, fp32 trên CPU. bf16 cũng tăng tốc CPU hỗ trợ bfloat16 "
+           "(AVX512-BF16, AMX), nhất là khi kiểu số của trọng số cũng là bfloat16.")
 
 
 @dataclass

@@ -118,6 +118,7 @@ def price_baselines(train_rows: list[dict], eval_rows: list[dict]) -> dict[str, 
 
 def evaluate_run(run_dir: str | Path, *, split: str = "test", which: Iterable[str] = ("base", "adapter", "merged"),
                  limit: int | None = None, max_new_tokens: int | None = None,
+                 repetition_penalty: float | None = None,
                  progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Evaluate base, adapter and (when merged/ exists) merged model of a run, and save eval_report.json.
 
@@ -127,12 +128,14 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", which: Iterable[st
         which: the models to evaluate; "merged" is skipped when the run has no merged/ folder.
         limit: at most this many generation prompts (distinct contexts for MCQ); None for all.
         max_new_tokens: generation budget; default: 1.25 × the longest answer in the training data.
+        repetition_penalty: on the answer's own tokens, for every model alike; default: MCQ_REPETITION_PENALTY
+            for MCQ generation (what the Classroom tab uses), 1.0 (plain greedy) otherwise.
         progress: called with a short message as each part starts.
     Returns:
         The report (also written to ``RUN_DIR/eval_report.json``).
     """
     from core.adapters import ModelSet
-    from core.generate import Decoding
+    from core.generate import MCQ_REPETITION_PENALTY, Decoding
     from core.mcq import summarize, validate_mcq
 
     say = progress or (lambda msg: log.info(msg))
@@ -168,12 +171,15 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", which: Iterable[st
     if max_new_tokens is None:
         longest = max((sum(1 for x in e.labels if x != -100) for e in prepared.train), default=64)
         max_new_tokens = int(longest * 1.25) + 8
-    decoding = Decoding(max_new_tokens=max_new_tokens)
+    if repetition_penalty is None:
+        repetition_penalty = MCQ_REPETITION_PENALTY if prepared.template == "mcq_generation" else 1.0
+    decoding = Decoding(max_new_tokens=max_new_tokens, repetition_penalty=float(repetition_penalty))
     general = general_examples(tok, cfg.data.max_length)
 
     report: dict[str, Any] = {
         "run": run_dir.name, "split": used_split, "template": prepared.template, "n_rows": len(eval_examples),
-        "n_prompts": len(prompts), "max_new_tokens": max_new_tokens, "models": {}, "samples": [],
+        "n_prompts": len(prompts), "max_new_tokens": max_new_tokens,
+        "decoding": {"greedy": True, "repetition_penalty": float(repetition_penalty)}, "models": {}, "samples": [],
     }
     outputs: dict[str, list[str]] = {}
     for name in which:

@@ -704,14 +704,26 @@ def _merge_run(run_dir, dtype, onto, out, n_prompts, max_new_tokens, progress) -
     tokenizer = tokenizer_for(run)
     cases, source, more = prompt_set(run, tokenizer, n_prompts)
     notes += more
-    ref_model, more = apply_adapter(load_base(run), run.adapter_dir, expected_bases=run.base_names)
+    # the reference computes in the run's dtype (a 4-bit base: in its compute dtype) — except for a float run
+    # trained on 16-bit weights and merged to float32: both sides then hold the base in float32, so that the
+    # check compares like with like (16-bit arithmetic alone moves logits by more than any merge error)
+    ref_dtype = _dtype_name(run.cfg.model.bnb_4bit_compute_dtype if run.quantized else run.cfg.model.dtype)
+    reference_text = f"base as trained ({_trained_on(run)}) + adapter, not merged"
+    if not run.quantized and ref_dtype != "float32" and dtype == "float32":
+        ref_model = load_base(run, dtype="float32")
+        notes.append(f"the run trained on {ref_dtype} weights; the reference (base + adapter) and the merge both "
+                     "use the base in float32, so the check compares like with like. The adapter on the "
+                     f"{ref_dtype} base computes the same function up to {ref_dtype} rounding.")
+        reference_text = f"base in float32 (trained on {ref_dtype}) + adapter, not merged"
+        ref_dtype = "float32"
+    else:
+        ref_model = load_base(run)
+    ref_model, more = apply_adapter(ref_model, run.adapter_dir, expected_bases=run.base_names)
     notes += more
     decoding = Decoding(max_new_tokens=max_new_tokens)
     say(f"generating with the reference on {len(cases)} prompts")
     reference = _Reference(ref_model, tokenizer, cases, decoding)
     device = model_device(ref_model)
-    # the reference computes in the run's dtype (a 4-bit base: in its compute dtype)
-    ref_dtype = _dtype_name(run.cfg.model.bnb_4bit_compute_dtype if run.quantized else run.cfg.model.dtype)
 
     # the chosen target first (saved), then for a QLoRA run the other float target (measured only)
     order = [target] + [t for t in ("dequantized", "original") if run.quantized and t != target]
@@ -747,7 +759,7 @@ def _merge_run(run_dir, dtype, onto, out, n_prompts, max_new_tokens, progress) -
             base_model=str(run.info.get("base_model") or run.cfg.model.name_or_path),
             resolved_base_model=run.base_path, quantized_run=run.quantized, trained_on=_trained_on(run),
             requested_onto=onto, target=target, dtype=dtype,
-            reference=f"base as trained ({_trained_on(run)}) + adapter, not merged", precision=_precision(run),
+            reference=reference_text, precision=_precision(run),
             prompts={"source": source, "n": len(cases), "n_tokens": sum(len(c.input_ids) for c in cases),
                      "max_new_tokens": max_new_tokens,
                      "cases": [{"n_tokens": len(c.input_ids), "preview": c.preview} for c in cases]},

@@ -454,6 +454,9 @@ class TrainingJob:
         prec = t.precision
         if prec == "auto":
             prec = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if on_gpu else "fp32"
+        if prec == "bf16" and not on_gpu and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            log.warning("train.precision=bf16 on a CPU without native bfloat16 (AVX512-BF16 / AMX): it is emulated "
+                        "and usually slower than fp32")
         # transformers 5 folds the warm-up ratio into warmup_steps (a float < 1 is a ratio)
         warmup: float = t.warmup_steps if t.warmup_steps else t.warmup_ratio
         evaluate = t.eval_steps > 0
@@ -467,7 +470,7 @@ class TrainingJob:
             gradient_checkpointing=t.gradient_checkpointing, logging_steps=t.logging_steps,
             eval_strategy="steps" if evaluate else "no", eval_steps=t.eval_steps if evaluate else None,
             save_strategy="steps", save_steps=t.save_steps, save_total_limit=t.save_total_limit,
-            bf16=prec == "bf16", fp16=prec == "fp16", report_to="none", max_length=d.max_length,
+            bf16=prec == "bf16", fp16=prec == "fp16", use_cpu=not on_gpu, report_to="none", max_length=d.max_length,
             packing=d.packing, dataset_num_proc=None, disable_tqdm=True, logging_first_step=True,
             dataloader_num_workers=0, remove_unused_columns=True,
             gradient_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,

@@ -191,7 +191,7 @@ def generate(run: str | None, context: str, creative: bool, lang: str, runs_dir:
         (original model's card HTML, fine-tuned model's card HTML, status HTML, updated history,
          export note)
     """
-    from core.generate import Decoding
+    from core.generate import MCQ_REPETITION_PENALTY, Decoding
 
     history = list(history or [])
     if not run:
@@ -199,7 +199,8 @@ def generate(run: str | None, context: str, creative: bool, lang: str, runs_dir:
     if not (context or "").strip():
         return "", "", note_html(t("cls_empty", lang), "warn"), history, _export_note(history, lang)
     seed = random.SystemRandom().randrange(2**31) if creative else 0
-    decoding = Decoding(max_new_tokens=MAX_NEW_TOKENS, do_sample=bool(creative), temperature=0.7, top_p=0.9, seed=seed)
+    decoding = Decoding(max_new_tokens=MAX_NEW_TOKENS, do_sample=bool(creative), temperature=0.7, top_p=0.9, seed=seed,
+                        repetition_penalty=MCQ_REPETITION_PENALTY)  # as the evaluation measures it
     try:
         run_dir = resolve_run(runs_dir, run)
         prompt = build_prompt(run_dir, {"context": context.strip()})

@@ -25,6 +25,10 @@ def test_evaluate_writes_the_report_for_base_and_adapter(mcq_run):
     saved = json.loads((mcq_run / "eval_report.json").read_text(encoding="utf-8"))
     assert saved == report
     assert report["split"] == "test" and report["n_prompts"] == 2
+    from core.generate import MCQ_REPETITION_PENALTY
+
+    # MCQ generation is measured as the Classroom tab generates: greedy with the MCQ repetition penalty
+    assert report["decoding"] == {"greedy": True, "repetition_penalty": MCQ_REPETITION_PENALTY}
     assert set(report["models"]) == {"base", "adapter"}  # no merged/ folder yet: skipped, not failed
     from conftest import SHORT_MCQ
 

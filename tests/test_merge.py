@@ -329,3 +329,23 @@ def test_chain_trains_stage_two_on_stage_one_merged_model(run_cli, micro_model, 
     adapter2 = json.loads((stage2 / "adapter" / "adapter_config.json").read_text())
     assert adapter2["base_model_name_or_path"] == str(merged)
     assert C.load_yaml(stage1 / "config.yaml").data.source == "sample:informatics_book"
+
+
+def test_bf16_run_trains_on_cpu_and_merges_exactly_in_float32(micro_model, tmp_path):
+    """The demo's setting: bfloat16 weights + bf16 compute on the CPU; the merge is checked in float32."""
+    from core.merge import merge_run
+    from core.train import TrainingJob
+
+    cfg = C.load_yaml(DEMO, micro_overrides(micro_model, **{"model.dtype": "bfloat16", "train.precision": "bf16",
+                                                             "train.learning_rate": 0.01,
+                                                             "data.validation_fraction": 0.25}))
+    job = TrainingJob(cfg, tmp_path)
+    run_dir = job.run()
+    assert job.state == "finished", job.error_message
+    report = merge_run(run_dir, n_prompts=2, max_new_tokens=8)
+    assert report.dtype == "float32" and report.passed
+    r = report.chosen
+    assert r.tolerance_dtype == "float32" and r.max_abs_dlogit <= 1e-4, r
+    assert r.greedy_agreement == 1.0
+    assert report.reference.startswith("base in float32 (trained on bfloat16)")
+    assert any("bfloat16 weights" in n for n in report.notes)
