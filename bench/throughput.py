@@ -16,13 +16,24 @@ from bench.system import summary
 from core import config as C
 
 
-def make_cfg(model: str, source: str, steps: int, batch: int, max_length: int, skip_prompt_logits: bool) -> C.RunConfig:
+def cpu_has_bf16() -> bool:
+    """Native bfloat16 matmuls on this CPU (AVX512-BF16 / AMX), where bf16 training pays off."""
+    import torch
+
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def make_cfg(model: str, source: str, steps: int, batch: int, max_length: int, skip_prompt_logits: bool,
+             bf16: bool = False) -> C.RunConfig:
     cfg = C.RunConfig()
     for key, value in {"model.name_or_path": model, "data.source": source, "data.max_length": max_length,
                        "data.validation_fraction": 0, "train.max_steps": steps,
                        "train.per_device_train_batch_size": batch, "train.logging_steps": 1,
                        "train.save_steps": 100_000, "train.skip_prompt_logits": skip_prompt_logits}.items():
         C.set_value(cfg, key, value)
+    if bf16:  # the demo preset's setting: bfloat16 weights, bf16 compute (LoRA weights stay float32)
+        C.set_value(cfg, "model.dtype", "bfloat16")
+        C.set_value(cfg, "train.precision", "bf16")
     return cfg
 
 
@@ -73,16 +84,22 @@ def trl_run(cfg: C.RunConfig, out_dir: Path) -> float:
     return _rate(points)
 
 
-def run(model: str, source: str, *, steps: int, batch: int, max_length: int, reps: int) -> dict:
-    """Alternate engine and trl runs ``reps`` times; also the engine with the sparse output layer off."""
-    results: dict[str, list[float]] = {"engine": [], "trl": [], "engine_full_logits": []}
+def run(model: str, source: str, *, steps: int, batch: int, max_length: int, reps: int,
+        bf16: bool = False) -> dict:
+    """Alternate engine and trl runs ``reps`` times; also the engine with the sparse output layer off.
+
+    With ``bf16`` (and a CPU with native bfloat16), also the engine in the demo's bf16 setting.
+    """
+    names = ["engine", "trl", "engine_full_logits"] + (["engine_bf16"] if bf16 and cpu_has_bf16() else [])
+    results: dict[str, list[float]] = {n: [] for n in names}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for i in range(reps):
             # order rotates so that a slow drift of the machine does not favour one side
-            order = ["engine", "trl", "engine_full_logits"][i % 3:] + ["engine", "trl", "engine_full_logits"][:i % 3]
-            for name in order:
-                cfg = make_cfg(model, source, steps, batch, max_length, skip_prompt_logits=name == "engine")
+            k = i % len(names)
+            for name in names[k:] + names[:k]:
+                cfg = make_cfg(model, source, steps, batch, max_length, skip_prompt_logits=name != "engine_full_logits",
+                               bf16=name == "engine_bf16")
                 rate = trl_run(cfg, tmp / f"trl{i}") if name == "trl" else engine_run(cfg, tmp / "runs")
                 results[name].append(rate)
     from core import data as D
@@ -90,12 +107,20 @@ def run(model: str, source: str, *, steps: int, batch: int, max_length: int, rep
 
     cfg = make_cfg(model, source, steps, batch, max_length, True)
     params, mconf = count_parameters(cfg)
-    lengths = [min(len(e.input_ids), max_length) for e in
-               D.prepare(cfg.data, load_tokenizer(resolve_model(model)), seed=cfg.train.seed).train]
+    train = D.prepare(cfg.data, load_tokenizer(resolve_model(model)), seed=cfg.train.seed).train
+    lengths = [min(len(e.input_ids), max_length) for e in train]
+    learned = sum(sum(1 for x in e.labels[:max_length] if x != -100) for e in train)
+    vocab = int(mconf.vocab_size)
+    # embedding and output layer are not matmul work per token the way the body is: the body's N excludes them
+    head = vocab * mconf.hidden_size * (1 if getattr(mconf, "tie_word_embeddings", True) else 2)
     ratios = [e / t for e, t in zip(results["engine"], results["trl"])]
     overhead = [e / t for e, t in zip(results["engine_full_logits"], results["trl"])]
+    extra = {}
+    if results.get("engine_bf16"):
+        extra["ratio_bf16"] = summary([e / t for e, t in zip(results["engine_bf16"], results["trl"])])
     return {"model": model, "source": source, "steps": steps, "batch": batch, "max_length": max_length,
             "tokens_per_s": {k: summary(v) for k, v in results.items()},
-            "ratio": summary(ratios), "ratio_same_loss_path": summary(overhead),
-            "params": params.total, "layers": mconf.num_hidden_layers, "hidden": mconf.hidden_size,
-            "mean_tokens": round(sum(lengths) / len(lengths), 1)}
+            "ratio": summary(ratios), "ratio_same_loss_path": summary(overhead), **extra,
+            "params": params.total, "body_params": params.total - head, "vocab": vocab,
+            "layers": mconf.num_hidden_layers, "hidden": mconf.hidden_size,
+            "mean_tokens": round(sum(lengths) / len(lengths), 1), "learned_fraction": round(learned / sum(lengths), 4)}
