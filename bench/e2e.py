@@ -58,11 +58,13 @@ def load(reps: int = 3) -> dict:
 def memory(reps: int = 3) -> dict:
     """Peak RSS of a short demo-preset training run against the estimator's prediction for the same config."""
     from core import config as C
-    from core.models import estimate_memory, human_bytes
+    from core.models import data_profile, estimate_memory, human_bytes
 
     overrides = ["train.max_steps=3", "data.validation_fraction=0", "train.save_steps=1000"]
     cfg = C.load_yaml(REPO_ROOT / DEMO, overrides)
-    est = estimate_memory(cfg)
+    profile = data_profile(cfg)
+    est = estimate_memory(cfg, profile=profile)
+    bound = estimate_memory(cfg)  # without the data: every row max_length long, every logit computed
     peaks = []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(reps):
@@ -78,13 +80,21 @@ def memory(reps: int = 3) -> dict:
             peaks.append(int(line[0].split()[1]) * 1024.0)
     s = summary(peaks)
     err = 100 * (est.total - s["median"]) / s["median"]
-    rows = "\n".join(f"| {k} | {human_bytes(v)} |" for k, v in est.breakdown().items())
+    err_bound = 100 * (bound.total - s["median"]) / s["median"]
+    rows = "\n".join(f"| {k} | {human_bytes(v)} | {human_bytes(bound.breakdown()[k])} |"
+                     for k, v in est.breakdown().items())
     md = (f"Command: `python -m bench --only memory`. Demo preset ({cfg.model.name_or_path}, batch "
           f"{cfg.train.per_device_train_batch_size}, max_length {cfg.data.max_length}), 3 steps, in a fresh process.\n\n"
           f"Measured peak RSS: **{human_bytes(s['median'])}** ({human_bytes(s['min'])}–{human_bytes(s['max'])}). "
-          f"Estimated before Start: **{human_bytes(est.total)}** — error {err:+.0f}%.\n\n| estimate part | bytes |\n"
-          f"|---|---|\n{rows}")
-    return {"peak_rss": s, "estimate": est.breakdown(), "error_percent": round(err, 1), "markdown": md}
+          f"Estimated before Start (what the Hyperparameters tab and `python -m core estimate` show, from the "
+          f"data's own lengths: batches padded to ~{profile.seq_len} tokens, {100 * profile.learned_fraction:.0f}% "
+          f"of them learned): **{human_bytes(est.total)}** — error **{err:+.0f}%**. Without the data (every row "
+          f"max_length long, every logit computed) the bound is {human_bytes(bound.total)} ({err_bound:+.0f}%)."
+          f"\n\n| estimate part | from the data | upper bound |\n|---|---|---|\n{rows}")
+    return {"peak_rss": s, "estimate": est.breakdown(), "error_percent": round(err, 1),
+            "upper_bound": bound.breakdown(), "upper_bound_error_percent": round(err_bound, 1),
+            "profile": {"seq_len": profile.seq_len, "learned_fraction": round(profile.learned_fraction, 4)},
+            "markdown": md}
 
 
 def e2e(reps: int = 3, runs_dir: str | Path | None = None) -> dict:
@@ -210,7 +220,8 @@ def demo(reps: int = 1, run_dir: str | None = None) -> dict:
     step_s = gaps[len(gaps) // 2] if gaps else float("nan")
     b, a = report["models"]["base"], report["models"]["adapter"]
     md = ("Command: `python -m bench --only demo` (trains `presets/demo.yaml`, then "
-          "`python -m core evaluate RUN --split test`). Contexts from the test split, never trained on. Both models "
+          "`python -m core evaluate RUN --split test`; run together with `e2e`, it evaluates e2e's first run "
+          "instead of training once more). Contexts from the test split, never trained on. Both models "
           f"decode greedily with repetition penalty {report.get('decoding', {}).get('repetition_penalty', 1.0):g} on "
           "the answer's own tokens (`core.generate.MCQ_REPETITION_PENALTY`, what the Classroom tab uses).\n\n"
           f"| model | valid MCQs | loss on test answers | general-text perplexity |\n|---|---|---|---|\n"

@@ -111,8 +111,11 @@ def _cmd_estimate(args) -> int:
     from core import models as M
 
     cfg = C.load_yaml(_preset_path(args.preset), args.set)
-    est = M.estimate_memory(cfg)
+    profile = M.data_profile(cfg)
+    est = M.estimate_memory(cfg, profile=profile)
     p = est.params
+    print(f"data: batches padded to ~{profile.seq_len} tokens (95th percentile, max_length {cfg.data.max_length}); "
+          f"{100 * profile.learned_fraction:.0f}% of the tokens are learned")
     print(f"trainable parameters: {p.trainable:,} of {p.total:,} ({p.trainable_percent:.2f}%)")
     for k, v in est.breakdown().items():
         print(f"{k:<12} {M.human_bytes(v)}")

@@ -394,7 +394,41 @@ _OPTIM_BYTES = {"adamw_torch": 8, "adamw_8bit": 2, "paged_adamw_32bit": 8, "page
                 "sgd": 0}
 
 
-def estimate_memory(cfg: RunConfig, *, resolved: str | None = None, seq_len: int | None = None) -> MemoryEstimate:
+@dataclass(frozen=True)
+class DataProfile:
+    """What the estimate needs to know of the data: how long a padded batch gets, how much of it is learned."""
+
+    seq_len: int  # the 95th percentile row length, capped at max_length: a batch is padded to its longest row
+    learned_fraction: float  # share of the tokens whose next token is learned (the answer, with completion-only loss)
+
+
+_PROFILES: dict[str, DataProfile] = {}
+
+
+def data_profile(cfg: RunConfig) -> DataProfile:
+    """Tokenize the run's data once (cached per data section and model) and profile it for :func:`estimate_memory`.
+
+    Raises:
+        DataError / ModelLoadError: the data or the tokenizer cannot be read.
+    """
+    import json as _json
+    from dataclasses import asdict
+
+    from core import data as D
+
+    key = _json.dumps([asdict(cfg.data), cfg.model.name_or_path], sort_keys=True, default=str)
+    if key not in _PROFILES:
+        tok = load_tokenizer(resolve_model(cfg.model.name_or_path), cfg.model.trust_remote_code)
+        prepared = D.prepare(cfg.data, tok, seed=cfg.train.seed)
+        rows = prepared.train or prepared.validation
+        total = sum(len(e.input_ids) for e in rows) or 1
+        learned = sum(sum(1 for x in e.labels if x != -100) for e in rows)
+        _PROFILES[key] = DataProfile(min(int(prepared.stats.p95), cfg.data.max_length), learned / total)
+    return _PROFILES[key]
+
+
+def estimate_memory(cfg: RunConfig, *, resolved: str | None = None, seq_len: int | None = None,
+                    profile: DataProfile | None = None) -> MemoryEstimate:
     """Predict peak training memory before Start.
 
     The model: frozen weights at their dtype (4-bit: ~0.52 byte per linear weight incl. double-quant
@@ -407,6 +441,9 @@ def estimate_memory(cfg: RunConfig, *, resolved: str | None = None, seq_len: int
         cfg: the run config.
         resolved: resolved model path, if known.
         seq_len: typical padded sequence length (default: data.max_length).
+        profile: the data's profile (:func:`data_profile`): its padded length replaces max_length, and with
+            ``train.skip_prompt_logits`` the logits are counted on the learned tokens only. Without it the
+            estimate assumes every row is max_length long and every logit is computed: an upper bound.
     """
     import torch
 
@@ -430,13 +467,16 @@ def estimate_memory(cfg: RunConfig, *, resolved: str | None = None, seq_len: int
         weights = base_params * wbytes
     trainable = params.trainable * 4
     optimizer = params.trainable * _OPTIM_BYTES.get(cfg.train.optim, 8)
-    tokens = cfg.train.per_device_train_batch_size * (seq_len or cfg.data.max_length)
+    tokens = cfg.train.per_device_train_batch_size * (seq_len or (profile.seq_len if profile else cfg.data.max_length))
+    logit_tokens = tokens
+    if profile and cfg.train.skip_prompt_logits and cfg.data.completion_only_loss:
+        logit_tokens = max(1, int(tokens * profile.learned_fraction))
     per_token_layer = (18 * hidden + 4 * inter) * act_bytes
     if cfg.train.gradient_checkpointing:
         activations = tokens * (layers * hidden * act_bytes + per_token_layer)
     else:
         activations = tokens * layers * per_token_layer
-    logits = tokens * vocab * (act_bytes + 4 + 4)  # logits, fp32 upcast for the loss, and its gradient
+    logits = logit_tokens * vocab * (act_bytes + 4 + 4)  # logits, fp32 upcast for the loss, and its gradient
     overhead = (500 << 20) if dev.kind == "cuda" else (700 << 20)  # CUDA context / the Python process itself
     est = MemoryEstimate(weights, trainable, trainable, optimizer, activations, logits, overhead, dev, params)
     est.advice = memory_advice(cfg, est)

@@ -268,7 +268,14 @@ def estimate(config: dict, dataset: dict | None, lang: str) -> str:
     """The memory estimate of the current config as HTML; an error message when the model is unknown."""
     try:
         cfg = effective_config(config, dataset)
-        return memory_html(M.estimate_memory(cfg), lang)
+        profile = None
+        src = str(cfg.data.source)
+        if src.startswith("sample:") or Path(src).is_file():  # local data only: never wait on the network here
+            try:  # the data's own lengths make the estimate tighter; without them it is an upper bound
+                profile = M.data_profile(cfg)
+            except StudioError:
+                profile = None
+        return memory_html(M.estimate_memory(cfg, profile=profile), lang)
     except Exception as e:  # noqa: BLE001 - the GUI edge
         return error_html(e, lang)
 

@@ -68,3 +68,25 @@ def test_memory_estimate_grows_with_batch_and_shrinks_with_4bit(smollm2_dir):
     assert M.estimate_memory(cfg).activations < big.activations
     assert small.verdict in ("fits", "tight", "does_not_fit")
     assert small.params.trainable > 0 and small.total == sum(v for k, v in small.breakdown().items() if k != "total")
+
+
+def test_memory_estimate_from_the_data_counts_learned_logits_only(micro_model):
+    from conftest import micro_overrides
+
+    from core import data as D
+
+    cfg = C.load_yaml("presets/demo.yaml", micro_overrides(micro_model, **{"data.max_length": 512}))
+    profile = M.data_profile(cfg)
+    prepared = D.prepare(cfg.data, M.load_tokenizer(str(micro_model)), seed=cfg.train.seed)
+    assert profile.seq_len == min(prepared.stats.p95, 512) < 512  # the short MCQs are far below max_length
+    rows = prepared.train
+    learned = sum(sum(1 for x in e.labels if x != -100) for e in rows) / sum(len(e.input_ids) for e in rows)
+    assert 0 < profile.learned_fraction == pytest.approx(learned)
+    assert M.data_profile(cfg) is profile  # cached: the form can ask on every change
+
+    bound, est = M.estimate_memory(cfg), M.estimate_memory(cfg, profile=profile)
+    batch = cfg.train.per_device_train_batch_size
+    assert bound.activations * profile.seq_len == est.activations * 512
+    assert est.logits == int(batch * profile.seq_len * profile.learned_fraction) * bound.logits // (batch * 512)
+    C.set_value(cfg, "train.skip_prompt_logits", False)  # trl's path: every position's logits are computed
+    assert M.estimate_memory(cfg, profile=profile).logits == bound.logits * profile.seq_len // 512
