@@ -55,46 +55,66 @@ def load(reps: int = 3) -> dict:
     return {"seconds": s, "ratio": ratio, "markdown": md}
 
 
+MEMORY_CASES = (
+    # (label, --set overrides on the demo preset, steps): enough steps for the batches to reach their long tail
+    ("demo preset: Gemma-3-270M, bfloat16", [], 20),
+    ("defaults: SmolLM2-135M, float32", ["model.name_or_path=embedded:smollm2-135m-instruct", "model.dtype=auto",
+                                         "train.precision=auto"], 10),
+)
+
+
 def memory(reps: int = 3) -> dict:
-    """Peak RSS of a short demo-preset training run against the estimator's prediction for the same config."""
+    """Peak RSS of short training runs against the estimator's prediction for the same configs."""
     from core import config as C
     from core.models import data_profile, estimate_memory, human_bytes
 
-    overrides = ["train.max_steps=3", "data.validation_fraction=0", "train.save_steps=1000"]
-    cfg = C.load_yaml(REPO_ROOT / DEMO, overrides)
-    profile = data_profile(cfg)
-    est = estimate_memory(cfg, profile=profile)
-    bound = estimate_memory(cfg)  # without the data: every row max_length long, every logit computed
-    peaks = []
+    cases, rows_md, parts_md = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
-        for i in range(reps):
-            args = ["train", DEMO, *[x for o in overrides for x in ("--set", o)], "--runs-dir", f"{tmp}/r{i}"]
-            code = ("import resource, runpy, sys; sys.argv = ['core'] + " + repr(args) + "\n"
-                    "try:\n    runpy.run_module('core', run_name='__main__')\nexcept SystemExit:\n    pass\n"
-                    "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
-            res = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True,
-                                 env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)), timeout=3600)
-            line = [x for x in res.stdout.splitlines() if x.startswith("PEAK")]
-            if not line:
-                raise RuntimeError(f"memory run failed: {res.stderr[-500:]}")
-            peaks.append(int(line[0].split()[1]) * 1024.0)
-    s = summary(peaks)
-    err = 100 * (est.total - s["median"]) / s["median"]
-    err_bound = 100 * (bound.total - s["median"]) / s["median"]
-    rows = "\n".join(f"| {k} | {human_bytes(v)} | {human_bytes(bound.breakdown()[k])} |"
-                     for k, v in est.breakdown().items())
-    md = (f"Command: `python -m bench --only memory`. Demo preset ({cfg.model.name_or_path}, batch "
-          f"{cfg.train.per_device_train_batch_size}, max_length {cfg.data.max_length}), 3 steps, in a fresh process.\n\n"
-          f"Measured peak RSS: **{human_bytes(s['median'])}** ({human_bytes(s['min'])}–{human_bytes(s['max'])}). "
-          f"Estimated before Start (what the Hyperparameters tab and `python -m core estimate` show, from the "
-          f"data's own lengths: batches padded to ~{profile.seq_len} tokens, {100 * profile.learned_fraction:.0f}% "
-          f"of them learned): **{human_bytes(est.total)}** — error **{err:+.0f}%**. Without the data (every row "
-          f"max_length long, every logit computed) the bound is {human_bytes(bound.total)} ({err_bound:+.0f}%)."
-          f"\n\n| estimate part | from the data | upper bound |\n|---|---|---|\n{rows}")
-    return {"peak_rss": s, "estimate": est.breakdown(), "error_percent": round(err, 1),
-            "upper_bound": bound.breakdown(), "upper_bound_error_percent": round(err_bound, 1),
-            "profile": {"seq_len": profile.seq_len, "learned_fraction": round(profile.learned_fraction, 4)},
-            "markdown": md}
+        for label, extra, steps in MEMORY_CASES:
+            overrides = [*extra, f"train.max_steps={steps}", "data.validation_fraction=0", "train.save_steps=1000"]
+            cfg = C.load_yaml(REPO_ROOT / DEMO, overrides)
+            profile = data_profile(cfg)
+            est = estimate_memory(cfg, profile=profile)
+            bound = estimate_memory(cfg)  # without the data: every row max_length long, every logit computed
+            peaks = []
+            for i in range(reps):
+                args = ["train", DEMO, *[x for o in overrides for x in ("--set", o)], "--runs-dir", f"{tmp}/r{i}"]
+                code = ("import resource, runpy, sys; sys.argv = ['core'] + " + repr(args) + "\n"
+                        "try:\n    runpy.run_module('core', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+                        "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+                res = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True,
+                                     env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)), timeout=3600)
+                line = [x for x in res.stdout.splitlines() if x.startswith("PEAK")]
+                if not line:
+                    raise RuntimeError(f"memory run failed: {res.stderr[-500:]}")
+                peaks.append(int(line[0].split()[1]) * 1024.0)
+            s = summary(peaks)
+            err = 100 * (est.total - s["median"]) / s["median"]
+            err_bound = 100 * (bound.total - s["median"]) / s["median"]
+            cases.append({"label": label, "overrides": extra, "steps": steps, "peak_rss": s,
+                          "estimate": est.breakdown(), "error_percent": round(err, 1),
+                          "upper_bound": bound.breakdown(), "upper_bound_error_percent": round(err_bound, 1),
+                          "batch": {"size": est.batch_size, "length": est.length,
+                                    "logit_positions": est.logit_positions}})
+            rows_md.append(f"| {label} | {steps} | {human_bytes(s['median'])} ({human_bytes(s['min'])}–"
+                           f"{human_bytes(s['max'])}) | **{human_bytes(est.total)}** ({err:+.0f}%) | "
+                           f"{human_bytes(bound.total)} ({err_bound:+.0f}%) |")
+            parts_md.append((label, est, bound))
+    head = " | ".join(label.split(":")[0] for label, _, _ in parts_md)
+    table = "\n".join(
+        f"| {k} | " + " | ".join(f"{human_bytes(e.breakdown()[k])} / {human_bytes(b.breakdown()[k])}"
+                                 for _, e, b in parts_md) + " |" for k in parts_md[0][1].breakdown())
+    bases = "; ".join(f"{label.split(':')[0]}: batch {e.batch_size} padded to {e.length} tokens, logits at "
+                      f"{e.logit_positions} positions per row" for label, e, _ in parts_md)
+    md = (f"Command: `python -m bench --only memory`. Each configuration trains the demo preset's data in a fresh "
+          f"process, {reps} times; peak RSS against the estimate shown before Start (the Hyperparameters tab, "
+          f"`python -m core estimate`), which is computed from the data's own rows: a large batch (95th "
+          f"percentile; {bases}), activations counted on the architecture itself (`core.models.activation_bytes`). "
+          f"The upper bound is what the estimate says without the data (every row max_length long, every logit "
+          f"computed).\n\n| configuration | steps | measured peak RSS | estimate (error) | upper bound (error) |\n"
+          f"|---|---|---|---|---|\n" + "\n".join(rows_md) +
+          f"\n\n| estimate part (from the data / upper bound) | {head} |\n|---|{'---|' * len(parts_md)}\n{table}")
+    return {"cases": cases, "error_percent": cases[0]["error_percent"], "markdown": md}
 
 
 def e2e(reps: int = 3, runs_dir: str | Path | None = None) -> dict:

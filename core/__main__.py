@@ -114,8 +114,9 @@ def _cmd_estimate(args) -> int:
     profile = M.data_profile(cfg)
     est = M.estimate_memory(cfg, profile=profile)
     p = est.params
-    print(f"data: batches padded to ~{profile.seq_len} tokens (95th percentile, max_length {cfg.data.max_length}); "
-          f"{100 * profile.learned_fraction:.0f}% of the tokens are learned")
+    print(f"data: {100 * profile.learned_fraction:.0f}% of the tokens are learned; a large batch of "
+          f"{est.batch_size} rows (95th percentile) is {est.length} tokens long (max_length {cfg.data.max_length}) "
+          f"and computes logits at {est.logit_positions} positions per row")
     print(f"trainable parameters: {p.trainable:,} of {p.total:,} ({p.trainable_percent:.2f}%)")
     for k, v in est.breakdown().items():
         print(f"{k:<12} {M.human_bytes(v)}")

@@ -15,7 +15,7 @@ import os
 import shutil
 import socket
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -369,6 +369,10 @@ class MemoryEstimate:
     device: DeviceInfo
     params: ParamCount
     advice: list[str] = field(default_factory=list)
+    batch_size: int = 0
+    length: int = 0  # tokens per row the estimate assumes
+    logit_positions: int = 0  # positions per row whose logits are computed
+    from_data: bool = False  # length and positions from the data's own rows (else: max_length, an upper bound)
 
     @property
     def total(self) -> int:
@@ -395,13 +399,51 @@ _OPTIM_BYTES = {"adamw_torch": 8, "adamw_8bit": 2, "paged_adamw_32bit": 8, "page
 
 
 @dataclass(frozen=True)
+class BatchShape:
+    """A large training batch of the run's data: its padded length and the positions whose logits are computed."""
+
+    padded_length: int  # the batch is padded to its longest row
+    logit_positions: int  # per row: with skip_prompt_logits, positions where any row of the batch learns the next token
+
+
+@dataclass(frozen=True)
 class DataProfile:
-    """What the estimate needs to know of the data: how long a padded batch gets, how much of it is learned."""
+    """What the estimate needs to know of the data: row lengths and where the learned tokens are.
 
-    seq_len: int  # the 95th percentile row length, capped at max_length: a batch is padded to its longest row
-    learned_fraction: float  # share of the tokens whose next token is learned (the answer, with completion-only loss)
+    ``rows`` holds, for up to :data:`PROFILE_ROWS` rows, the length (capped at max_length) and the positions
+    whose next token is learned (the answer, with completion-only loss).
+    """
+
+    rows: tuple[tuple[int, frozenset[int]], ...]
+    learned_fraction: float  # share of all the tokens whose next token is learned
+    seq_len: int  # the 95th percentile row length, capped at max_length
+
+    def batch_shape(self, batch_size: int, *, samples: int = 400, seed: int = 0) -> BatchShape:
+        """The 95th percentile over random batches of ``batch_size`` rows, as the trainer draws them.
+
+        A batch is padded to its longest row, and :func:`core.train.sparse_logits_loss` keeps a position when
+        any row of the batch learns the token after it, so a batch computes more logits than its rows learn:
+        the answers sit at different offsets (measured on the demo data, batch 4: a row learns 25% of the
+        padded length, the batch keeps 36%).
+        """
+        import random
+
+        if not self.rows:
+            return BatchShape(self.seq_len, self.seq_len)
+        rng = random.Random(seed)
+        k = min(batch_size, len(self.rows))
+        lengths, keeps = [], []
+        for _ in range(samples):
+            batch = rng.sample(self.rows, k)
+            lengths.append(max(n for n, _ in batch))
+            keeps.append(len(frozenset().union(*(pos for _, pos in batch))))
+        lengths.sort()
+        keeps.sort()
+        i = max(0, int(0.95 * samples) - 1)
+        return BatchShape(lengths[i], max(1, keeps[i]))
 
 
+PROFILE_ROWS = 2000
 _PROFILES: dict[str, DataProfile] = {}
 
 
@@ -412,7 +454,7 @@ def data_profile(cfg: RunConfig) -> DataProfile:
         DataError / ModelLoadError: the data or the tokenizer cannot be read.
     """
     import json as _json
-    from dataclasses import asdict
+    import random
 
     from core import data as D
 
@@ -420,11 +462,139 @@ def data_profile(cfg: RunConfig) -> DataProfile:
     if key not in _PROFILES:
         tok = load_tokenizer(resolve_model(cfg.model.name_or_path), cfg.model.trust_remote_code)
         prepared = D.prepare(cfg.data, tok, seed=cfg.train.seed)
-        rows = prepared.train or prepared.validation
-        total = sum(len(e.input_ids) for e in rows) or 1
-        learned = sum(sum(1 for x in e.labels if x != -100) for e in rows)
-        _PROFILES[key] = DataProfile(min(int(prepared.stats.p95), cfg.data.max_length), learned / total)
+        examples = prepared.train or prepared.validation
+        total = sum(len(e.input_ids) for e in examples) or 1
+        learned = sum(sum(1 for x in e.labels if x != -100) for e in examples)
+        sample = examples if len(examples) <= PROFILE_ROWS else random.Random(0).sample(examples, PROFILE_ROWS)
+        cap = cfg.data.max_length
+        rows = tuple((min(len(e.input_ids), cap), frozenset(i for i, x in enumerate(e.labels[1:cap]) if x != -100))
+                     for e in sample)
+        _PROFILES[key] = DataProfile(rows, learned / total, min(int(prepared.stats.p95), cap))
     return _PROFILES[key]
+
+
+def effective_precision(precision: str) -> str:
+    """What ``train.precision`` means on this machine: bf16 | fp16 | fp32 (``auto``: bf16 or fp16 on a GPU,
+    fp32 on a CPU)."""
+    import torch
+
+    if precision != "auto":
+        return precision
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
+# Peak training memory is more than the tensors autograd keeps for backward: the backward pass holds each
+# layer's gradients and temporaries while it runs, and the allocator keeps what it freed. Measured on this
+# project's CPU (peak RSS of a step against the bytes the probe counts; Gemma-3-270M and SmolLM2-135M, LoRA
+# dropout on and off): about 1.5 in bfloat16 and 2.0 in float32. Whole runs of 20 steps (docs/BENCHMARKS.md,
+# section 5) land within 10% of the estimate with the middle value.
+BACKWARD_SLACK = 1.75
+PROBE_MAX_LENGTH = 1024
+PROBE_MAX_LAYER_PARAMS = 50_000_000
+_ACTIVATION_PROBES: dict[str, tuple[float, float] | None] = {}
+
+
+def activation_bytes(cfg: RunConfig, mconf: Any, seq_len: int, *, layer_params: int = 0) -> tuple[float, float] | None:
+    """Bytes that autograd keeps for backward, per token: (in each decoder layer, outside the layers).
+
+    Counted, not guessed: the model's own architecture is built with one and with two layers (random weights,
+    a 512-token vocabulary, the run's LoRA on it) and run forward on one row of ``seq_len`` tokens in the
+    run's dtype and precision, while ``torch.autograd.graph.saved_tensors_hooks`` records every tensor saved
+    for backward (weights excluded). The difference is one layer: attention at this length, the MLP, the
+    norms, LoRA's dropout copies, whatever the architecture does. Takes well under a second; cached.
+    Beyond :data:`PROBE_MAX_LENGTH` tokens the per-token bytes are measured at half and at that length and
+    extrapolated linearly (attention's share grows with the length).
+
+    Args:
+        layer_params: parameters of one decoder layer, when known: above :data:`PROBE_MAX_LAYER_PARAMS` (a
+            7B-class layer) building two layers would cost more than the estimate is worth, and None is returned.
+    Returns:
+        None when the architecture cannot be built small (the caller falls back to a formula).
+    """
+    import copy
+    import json as _json
+    import warnings
+
+    import torch
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    if layer_params > PROBE_MAX_LAYER_PARAMS:
+        return None
+    prec = effective_precision(cfg.train.precision)
+    key = _json.dumps([mconf.to_dict(), asdict(cfg.lora), cfg.model.dtype, cfg.model.load_in_4bit,
+                       cfg.model.bnb_4bit_compute_dtype, prec, seq_len], sort_keys=True, default=str)
+    if key in _ACTIVATION_PROBES:
+        return _ACTIVATION_PROBES[key]
+    dtype = resolve_dtype(cfg.model.dtype)
+    if cfg.model.load_in_4bit or cfg.model.load_in_8bit:  # activations flow in the compute dtype
+        dtype = resolve_dtype(cfg.model.bnb_4bit_compute_dtype) if cfg.model.load_in_4bit else dtype
+    autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(prec)
+    vocab = 512
+
+    def saved(n_layers: int, length: int) -> int:
+        c = copy.deepcopy(mconf)
+        for attr in ("num_hidden_layers", "n_layer", "num_layers"):
+            if isinstance(getattr(c, attr, None), int):
+                setattr(c, attr, n_layers)
+        if isinstance(getattr(c, "layer_types", None), list):
+            c.layer_types = c.layer_types[:n_layers]
+        c.vocab_size = vocab
+        for attr in ("pad_token_id", "bos_token_id", "eos_token_id"):
+            value = getattr(c, attr, None)
+            if value is not None and (not isinstance(value, int) or value >= vocab):
+                setattr(c, attr, None)
+        model = AutoModelForCausalLM.from_config(c, dtype=dtype, trust_remote_code=cfg.model.trust_remote_code)
+        lora = build_lora_config(cfg.lora)  # peft rewrites the config it is given: a fresh one each time
+        lora.init_lora_weights = True
+        lora.layers_to_transform = None  # the small model has two layers; count every layer as adapted
+        model = get_peft_model(model, lora)
+        model.train()
+        weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
+        # autocast's cast copies of a weight are per step, not per token: estimate_memory counts them apart
+        shapes = {tuple(p.shape) for p in model.parameters() if p.dim() >= 2}
+        kept: dict[int, int] = {}
+
+        def pack(t):
+            ptr = t.untyped_storage().data_ptr()
+            if ptr not in weights and tuple(t.shape) not in shapes:
+                kept[ptr] = t.untyped_storage().nbytes()
+            return t
+
+        ids = torch.randint(0, vocab, (1, length))
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), \
+                torch.autocast("cpu", dtype=autocast or torch.bfloat16, enabled=autocast is not None):
+            out = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False, logits_to_keep=1)
+        del out
+        return sum(kept.values())
+
+    def per_token(length: int) -> tuple[float, float]:
+        one, two = saved(1, length), saved(2, length)
+        layer = max(0, two - one)
+        return layer / length, max(0, one - layer) / length
+
+    result = None
+    verbosity = hf_logging.get_verbosity()
+    try:
+        hf_logging.set_verbosity_error()
+        with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.manual_seed(0)
+            if seq_len <= PROBE_MAX_LENGTH:
+                result = per_token(seq_len)
+            else:
+                half, full = per_token(PROBE_MAX_LENGTH // 2), per_token(PROBE_MAX_LENGTH)
+                grow = (seq_len - PROBE_MAX_LENGTH) / (PROBE_MAX_LENGTH // 2)
+                result = (full[0] + grow * max(0.0, full[0] - half[0]), full[1])
+    except Exception as e:  # noqa: BLE001 - any architecture may refuse to be built small; the formula remains
+        log.info("activation probe failed for %s (%s); using the formula", cfg.model.name_or_path, e)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    _ACTIVATION_PROBES[key] = result
+    return result
 
 
 def estimate_memory(cfg: RunConfig, *, resolved: str | None = None, seq_len: int | None = None,
@@ -433,25 +603,26 @@ def estimate_memory(cfg: RunConfig, *, resolved: str | None = None, seq_len: int
 
     The model: frozen weights at their dtype (4-bit: ~0.52 byte per linear weight incl. double-quant
     constants; embeddings stay at the compute dtype), trainable parameters in fp32 with fp32 gradients
-    and the optimizer's states, activations of each block kept for backward (≈ 18 values of the
-    hidden size plus 4 of the MLP width per token, or only the block inputs with gradient
-    checkpointing), and the logits (batch × length × vocab, kept with their fp32 softmax gradient).
+    and the optimizer's states; the activations autograd keeps for backward, counted on the architecture
+    itself (:func:`activation_bytes`; with gradient checkpointing only each layer's input plus one layer),
+    times :data:`BACKWARD_SLACK`; and the logits with the loss's float32 copies and gradients.
 
     Args:
         cfg: the run config.
         resolved: resolved model path, if known.
-        seq_len: typical padded sequence length (default: data.max_length).
-        profile: the data's profile (:func:`data_profile`): its padded length replaces max_length, and with
-            ``train.skip_prompt_logits`` the logits are counted on the learned tokens only. Without it the
-            estimate assumes every row is max_length long and every logit is computed: an upper bound.
+        seq_len: padded sequence length (default: the data's, else data.max_length).
+        profile: the data's profile (:func:`data_profile`): a large batch of the real rows (95th percentile)
+            replaces max_length, and with ``train.skip_prompt_logits`` the logits are counted where the batch
+            learns a token. Without it the estimate assumes every row is max_length long and every logit is
+            computed: an upper bound.
     """
     import torch
 
     params, mconf = count_parameters(cfg, resolved=resolved)
     dev = device_info()
     dtype = resolve_dtype(cfg.model.dtype, dev)
-    act_bytes = torch.finfo(dtype).bits // 8 if cfg.train.precision == "auto" else (
-        4 if cfg.train.precision == "fp32" else 2)
+    prec = effective_precision(cfg.train.precision)
+    act_bytes = 4 if prec == "fp32" else 2
     hidden = getattr(mconf, "hidden_size", 0) or getattr(mconf, "n_embd", 0)
     layers = getattr(mconf, "num_hidden_layers", 0) or getattr(mconf, "n_layer", 0)
     inter = getattr(mconf, "intermediate_size", 4 * hidden) or 4 * hidden
@@ -467,18 +638,39 @@ def estimate_memory(cfg: RunConfig, *, resolved: str | None = None, seq_len: int
         weights = base_params * wbytes
     trainable = params.trainable * 4
     optimizer = params.trainable * _OPTIM_BYTES.get(cfg.train.optim, 8)
-    tokens = cfg.train.per_device_train_batch_size * (seq_len or (profile.seq_len if profile else cfg.data.max_length))
-    logit_tokens = tokens
-    if profile and cfg.train.skip_prompt_logits and cfg.data.completion_only_loss:
-        logit_tokens = max(1, int(tokens * profile.learned_fraction))
-    per_token_layer = (18 * hidden + 4 * inter) * act_bytes
-    if cfg.train.gradient_checkpointing:
-        activations = tokens * (layers * hidden * act_bytes + per_token_layer)
+
+    batch = cfg.train.per_device_train_batch_size
+    length = seq_len or cfg.data.max_length
+    positions = length
+    if profile is not None and seq_len is None:
+        if cfg.data.packing:  # rows packed into max_length: every batch is full, answers everywhere
+            length = cfg.data.max_length
+            positions = int(length * (1 - (1 - profile.learned_fraction) ** batch))
+        else:
+            shape = profile.batch_shape(batch)
+            length, positions = shape.padded_length, shape.logit_positions
+    if not (cfg.train.skip_prompt_logits and cfg.data.completion_only_loss):
+        positions = length  # trl's own loss path computes the logits of every position
+    tokens = batch * length
+
+    probe = activation_bytes(cfg, mconf, length, layer_params=(params.total - params.trainable - emb) // max(1, layers))
+    if probe is None:  # ≈ 18 values of the hidden size plus 4 of the MLP width per token and layer
+        probe = ((18 * hidden + 4 * inter) * act_bytes, 0.0)
+    per_layer, outside = probe
+    if cfg.train.gradient_checkpointing:  # each layer's input is kept; one layer is recomputed at a time
+        per_token = layers * hidden * act_bytes + per_layer + outside
     else:
-        activations = tokens * layers * per_token_layer
-    logits = logit_tokens * vocab * (act_bytes + 4 + 4)  # logits, fp32 upcast for the loss, and its gradient
+        per_token = layers * per_layer + outside
+    activations = int(BACKWARD_SLACK * tokens * per_token)
+    if prec != "fp32" and wbytes == 4 and not (cfg.model.load_in_4bit or cfg.model.load_in_8bit):
+        activations += base_params * act_bytes  # autocast keeps a 16-bit copy of each frozen weight for backward
+    logit_bytes = act_bytes if prec != "fp32" else wbytes
+    # the logits, their float32 copy, log-softmax kept for backward, its gradient and the logits' gradient
+    logits = batch * positions * vocab * (16 + (2 * logit_bytes if logit_bytes < 4 else 0))
     overhead = (500 << 20) if dev.kind == "cuda" else (700 << 20)  # CUDA context / the Python process itself
-    est = MemoryEstimate(weights, trainable, trainable, optimizer, activations, logits, overhead, dev, params)
+    est = MemoryEstimate(weights, trainable, trainable, optimizer, activations, logits, overhead, dev, params,
+                         batch_size=batch, length=length, logit_positions=positions,
+                         from_data=profile is not None and seq_len is None)
     est.advice = memory_advice(cfg, est)
     return est
 

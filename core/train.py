@@ -449,11 +449,11 @@ class TrainingJob:
         import torch
         from trl import SFTConfig
 
+        from core.models import effective_precision
+
         cfg, t, d = self.cfg, self.cfg.train, self.cfg.data
         on_gpu = torch.cuda.is_available()
-        prec = t.precision
-        if prec == "auto":
-            prec = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if on_gpu else "fp32"
+        prec = effective_precision(t.precision)
         if prec == "bf16" and not on_gpu and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
             log.warning("train.precision=bf16 on a CPU without native bfloat16 (AVX512-BF16 / AMX): it is emulated "
                         "and usually slower than fp32")

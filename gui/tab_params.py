@@ -36,9 +36,9 @@ USER_PRESETS = "presets"  # folder under runs_dir for the user's own presets
 # Fields whose change alters the memory estimate; other edits do not recompute it.
 MEMORY_KEYS = ("model.name_or_path", "model.load_in_4bit", "model.load_in_8bit", "model.dtype",
                "model.trust_remote_code", "lora.r", "lora.target_modules", "lora.modules_to_save", "lora.use_dora",
-               "lora.layers_to_transform",
-               "data.max_length", "train.per_device_train_batch_size", "train.gradient_checkpointing",
-               "train.optim", "train.precision")
+               "lora.layers_to_transform", "lora.lora_dropout", "model.bnb_4bit_compute_dtype",
+               "data.max_length", "data.packing", "data.completion_only_loss", "train.per_device_train_batch_size",
+               "train.gradient_checkpointing", "train.optim", "train.precision", "train.skip_prompt_logits")
 
 TEXT = register(__name__, {
     "hp.intro": {"en": "Start from a preset, then adjust. Each setting explains itself under its name; "
@@ -68,6 +68,14 @@ TEXT = register(__name__, {
                 "vi": "cần khoảng <b>{need}</b> · còn trống <b>{have}</b> trên {device}"},
     "hp.params": {"en": "Trainable parameters: <b>{tr}</b> of {total} ({pct:.2f}%)",
                   "vi": "Tham số được huấn luyện: <b>{tr}</b> trên {total} ({pct:.2f}%)"},
+    "hp.basis.data": {"en": "For a large batch of your data (95th percentile): {batch} rows padded to {length} tokens, "
+                            "logits at {positions} positions per row.",
+                      "vi": "Tính cho một batch lớn của dữ liệu của bạn (phân vị 95): {batch} dòng, độ dài {length} "
+                            "token, logits tại {positions} vị trí mỗi dòng."},
+    "hp.basis.bound": {"en": "Upper bound: {batch} rows of {length} tokens (max length). Load the dataset for a "
+                             "closer estimate.",
+                       "vi": "Giới hạn trên: {batch} dòng, mỗi dòng {length} token (độ dài tối đa). Nạp bộ dữ liệu "
+                             "để có ước tính sát hơn."},
     "hp.part.weights": {"en": "Base weights (frozen)", "vi": "Trọng số gốc (đóng băng)"},
     "hp.part.trainable": {"en": "Adapter weights", "vi": "Trọng số adapter"},
     "hp.part.gradients": {"en": "Gradients", "vi": "Gradient"},
@@ -257,6 +265,10 @@ def memory_html(est: M.MemoryEstimate, lang: str) -> str:
            f'<div>{t("hp.need", lang, need=need, have=have, device=html.escape(est.device.name))}</div></div>'
            f'<p class="ls-params">{params}</p>'
            f'<table class="ls-breakdown">{rows}</table>')
+    if est.length:
+        basis = t("hp.basis.data" if est.from_data else "hp.basis.bound", lang, batch=est.batch_size,
+                  length=est.length, positions=est.logit_positions)
+        out += f'<p class="ls-basis" id="hp-basis">{html.escape(basis)}</p>'
     if est.advice:
         tips = "".join(f"<li>{html.escape(t('hp.advice.' + code, lang))}</li>" for code in est.advice
                        if ("hp.advice." + code) in TEXT)

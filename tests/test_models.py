@@ -61,7 +61,8 @@ def test_memory_estimate_grows_with_batch_and_shrinks_with_4bit(smollm2_dir):
     small = M.estimate_memory(cfg)
     C.set_value(cfg, "train.per_device_train_batch_size", 16)
     big = M.estimate_memory(cfg)
-    assert big.activations == 4 * small.activations and big.total > small.total
+    assert big.activations == pytest.approx(4 * small.activations, rel=1e-6) and big.total > small.total
+    assert big.logits == 4 * small.logits
     C.set_value(cfg, "model.load_in_4bit", True)
     assert M.estimate_memory(cfg).weights < big.weights
     C.set_value(cfg, "train.gradient_checkpointing", True)
@@ -70,7 +71,61 @@ def test_memory_estimate_grows_with_batch_and_shrinks_with_4bit(smollm2_dir):
     assert small.params.trainable > 0 and small.total == sum(v for k, v in small.breakdown().items() if k != "total")
 
 
-def test_memory_estimate_from_the_data_counts_learned_logits_only(micro_model):
+def _saved_for_backward(model_dir, cfg, seq_len: int) -> int:
+    """Bytes autograd keeps for backward in a forward of the whole model with the run's LoRA (weights excluded)."""
+    import torch
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir), M.build_lora_config(cfg.lora)).train()
+    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    shapes = {tuple(p.shape) for p in model.parameters() if p.dim() >= 2}
+    kept = {}
+
+    def pack(t):
+        if t.untyped_storage().data_ptr() not in weights and tuple(t.shape) not in shapes:
+            kept[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    ids = torch.randint(0, 100, (1, seq_len))
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False, logits_to_keep=1)
+    return sum(kept.values())
+
+
+def test_activation_probe_extrapolates_two_layers_to_the_real_depth(micro_model_factory):
+    """The probe builds the architecture with 1 and 2 layers; a 6-layer model must keep what it predicts."""
+    deep = micro_model_factory(layers=6)
+    cfg = C.RunConfig()
+    cfg.model.name_or_path = str(deep)
+    _, mconf = M.count_parameters(cfg)
+    per_layer, outside = M.activation_bytes(cfg, mconf, 64)
+    assert per_layer > 64 * 4  # at least the layer's input, in float32
+    assert 64 * (6 * per_layer + outside) == pytest.approx(_saved_for_backward(deep, cfg, 64), rel=0.05)
+
+    big = M.activation_bytes(cfg, mconf, 64, layer_params=M.PROBE_MAX_LAYER_PARAMS + 1)
+    assert big is None  # a 7B-class layer is not built: the estimate falls back to its formula
+
+    C.set_value(cfg, "lora.lora_dropout", 0.0)  # no dropout: LoRA's inputs are not copied
+    no_dropout = M.activation_bytes(cfg, mconf, 64)[0]
+    assert no_dropout < per_layer
+    C.set_value(cfg, "train.precision", "bf16")  # 16-bit activations (a few norms stay float32)
+    assert 0.4 < M.activation_bytes(cfg, mconf, 64)[0] / no_dropout < 0.8
+
+
+def test_activation_probe_extrapolates_long_rows(micro_model, monkeypatch):
+    """Past PROBE_MAX_LENGTH the per-token bytes are extrapolated from two shorter probes."""
+    cfg = C.RunConfig()
+    cfg.model.name_or_path = str(micro_model)
+    _, mconf = M.count_parameters(cfg)
+    measured = M.activation_bytes(cfg, mconf, 256)
+    monkeypatch.setattr(M, "PROBE_MAX_LENGTH", 128)
+    extrapolated = M.activation_bytes(cfg, mconf, 256)
+    assert extrapolated[0] == pytest.approx(measured[0], rel=0.1)
+    assert extrapolated[0] >= M.activation_bytes(cfg, mconf, 128)[0]
+
+
+def test_memory_estimate_from_the_data_counts_the_logits_the_batch_computes(micro_model):
     from conftest import micro_overrides
 
     from core import data as D
@@ -84,9 +139,37 @@ def test_memory_estimate_from_the_data_counts_learned_logits_only(micro_model):
     assert 0 < profile.learned_fraction == pytest.approx(learned)
     assert M.data_profile(cfg) is profile  # cached: the form can ask on every change
 
+    # a batch of every row is padded to the longest; it computes logits where any row learns the next token
+    everything = profile.batch_shape(len(rows))
+    assert everything.padded_length == max(len(e.input_ids) for e in rows)
+    union = {i for e in rows for i, x in enumerate(e.labels[1:]) if x != -100}
+    assert everything.logit_positions == len(union)
+    one, batch = profile.batch_shape(1), profile.batch_shape(cfg.train.per_device_train_batch_size)
+    longest_answer = max(sum(1 for x in e.labels[1:] if x != -100) for e in rows)
+    assert one.logit_positions <= longest_answer
+    assert one.logit_positions <= batch.logit_positions <= min(batch.padded_length, len(union))
+
     bound, est = M.estimate_memory(cfg), M.estimate_memory(cfg, profile=profile)
-    batch = cfg.train.per_device_train_batch_size
-    assert bound.activations * profile.seq_len == est.activations * 512
-    assert est.logits == int(batch * profile.seq_len * profile.learned_fraction) * bound.logits // (batch * 512)
+    assert est.logits * 512 == bound.logits * batch.logit_positions
+    assert est.activations < bound.activations
     C.set_value(cfg, "train.skip_prompt_logits", False)  # trl's path: every position's logits are computed
-    assert M.estimate_memory(cfg, profile=profile).logits == bound.logits * profile.seq_len // 512
+    assert M.estimate_memory(cfg, profile=profile).logits * 512 == bound.logits * batch.padded_length
+
+
+def test_effective_precision_follows_the_trainer():
+    import torch
+
+    assert M.effective_precision("bf16") == "bf16" and M.effective_precision("fp32") == "fp32"
+    expected = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if torch.cuda.is_available() else "fp32"
+    assert M.effective_precision("auto") == expected
+
+
+def test_cli_estimate_prints_what_the_estimate_assumes(run_cli, micro_model):
+    from conftest import micro_overrides
+
+    res = run_cli("estimate", "presets/demo.yaml", *[x for o in micro_overrides(micro_model) for x in ("--set", o)])
+    assert res.returncode == 0, res.stderr
+    assert "a large batch of 2 rows (95th percentile)" in res.stdout
+    lines = dict(line.split(None, 1) for line in res.stdout.splitlines() if line.split()[0] in
+                 ("activations", "logits", "total"))
+    assert set(lines) == {"activations", "logits", "total"} and lines["total"].endswith("iB")
