@@ -100,7 +100,8 @@ def _cmd_inspect(args) -> int:
     prepared = D.prepare(cfg.data, tok, frame=frame)
     s = prepared.stats
     print(f"tokens ({cfg.model.name_or_path}): n={s.n} min={s.min} mean={s.mean:.1f} median={s.median:.0f} "
-          f"p95={s.p95} max={s.max}; {s.n_truncated} over max_length={s.max_length}, {s.n_filtered} filtered")
+          f"p95={s.p95} max={s.max}; {s.n_truncated} over max_length={s.max_length} ({s.n_answer_cut} with "
+          f"their answer cut short), {s.n_filtered} filtered")
     print(f"split:    {len(prepared.train)} train / {len(prepared.validation)} validation / "
           f"{len(prepared.test_index)} held-out test")
     return 0

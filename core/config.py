@@ -522,12 +522,13 @@ def _bounds(cfg: RunConfig) -> list[Issue]:
     return issues
 
 
-def validate(cfg: RunConfig, *, n_rows: int | None = None) -> list[Issue]:
+def validate(cfg: RunConfig, *, n_rows: int | None = None, stats: Any = None) -> list[Issue]:
     """Collect every error and warning, each naming its field and value.
 
     Args:
         cfg: the config to check.
         n_rows: number of training rows, when known, for data-size advice.
+        stats: the data's token statistics (``core.data.TokenStats``), when known: answers cut by max_length.
     Returns:
         Errors first, then warnings; an empty list means all is well.
     """
@@ -582,6 +583,12 @@ def validate(cfg: RunConfig, *, n_rows: int | None = None) -> list[Issue]:
     if n_rows is not None and n_rows < 4 * lo.r and lo.r >= 64:
         warn("lora.r", f"rank {lo.r} on {n_rows} rows: a rank this high can memorise a small set; 8–32 may do",
              "rank_vs_rows")
+    cut = getattr(stats, "n_answer_cut", 0)
+    if cut:
+        need = -(-stats.max // 64) * 64
+        warn("data.max_length", f"{cut} of {stats.n} rows are longer than {d.max_length} tokens and lose the end of "
+                                f"their answer (an MCQ, its answer key): the model learns answers that stop short; "
+                                f"raise data.max_length to {need} (the longest row: {stats.max} tokens)", "answer_cut")
     if t.embedding_learning_rate and not heavy:
         warn("train.embedding_learning_rate", "is set but no embed_tokens / lm_head is in lora.modules_to_save, "
                                               "so it has no effect", "embedding_lr_unused")

@@ -355,20 +355,22 @@ class TokenStats:
     n_filtered: int  # dropped by min_tokens / max_tokens
     max_length: int
     n_no_loss: int = 0  # dropped: the learned part starts beyond max_length
+    n_answer_cut: int = 0  # kept, but the learned part runs past max_length: the end of the answer is cut
 
     def to_dict(self) -> dict:
         return self.__dict__.copy()
 
 
-def token_stats(lengths: list[int], max_length: int, n_filtered: int = 0, n_no_loss: int = 0) -> TokenStats:
+def token_stats(lengths: list[int], max_length: int, n_filtered: int = 0, n_no_loss: int = 0,
+                n_answer_cut: int = 0) -> TokenStats:
     if not lengths:
-        return TokenStats(0, 0, 0.0, 0.0, 0, 0, 0, n_filtered, max_length, n_no_loss)
+        return TokenStats(0, 0, 0.0, 0.0, 0, 0, 0, n_filtered, max_length, n_no_loss, n_answer_cut)
     s = sorted(lengths)
     mid = len(s) // 2
     median = float(s[mid]) if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
     p95 = s[min(len(s) - 1, math.ceil(0.95 * len(s)) - 1)]
     return TokenStats(len(s), s[0], sum(s) / len(s), median, p95, s[-1],
-                      sum(1 for x in s if x > max_length), n_filtered, max_length, n_no_loss)
+                      sum(1 for x in s if x > max_length), n_filtered, max_length, n_no_loss, n_answer_cut)
 
 
 @dataclass
@@ -442,7 +444,7 @@ def prepare(cfg: DataConfig, tokenizer, *, seed: int = 42, frame: pd.DataFrame |
 
     examples: list[Example] = []
     lengths: list[int] = []
-    n_filtered = n_no_loss = 0
+    n_filtered = n_no_loss = n_answer_cut = 0
     test_index = []
     for i, raw in enumerate(records):
         if held_out[i]:
@@ -460,6 +462,8 @@ def prepare(cfg: DataConfig, tokenizer, *, seed: int = 42, frame: pd.DataFrame |
         if all(label == -100 for label in labels[: cfg.max_length]):
             n_no_loss += 1  # truncation would cut away everything that is learned
             continue
+        if any(label != -100 for label in labels[cfg.max_length:]):
+            n_answer_cut += 1  # trained on an answer that stops short (e.g. without its answer key)
         examples.append(Example(ids, labels, len(ids), i))
     if not examples and n_no_loss:
         raise DataError(f"data.max_length={cfg.max_length} is too short: in all {n_no_loss} rows the answer starts "
@@ -475,7 +479,7 @@ def prepare(cfg: DataConfig, tokenizer, *, seed: int = 42, frame: pd.DataFrame |
     if cfg.max_samples:
         train = train[: cfg.max_samples]
     validation = [examples[j] for j in val_idx]
-    stats = token_stats(lengths, cfg.max_length, n_filtered, n_no_loss)
+    stats = token_stats(lengths, cfg.max_length, n_filtered, n_no_loss, n_answer_cut)
     return PreparedData(frame, guess, template, train, validation, test_index, stats, lengths)
 
 

@@ -417,6 +417,7 @@ class DataProfile:
     rows: tuple[tuple[int, frozenset[int]], ...]
     learned_fraction: float  # share of all the tokens whose next token is learned
     seq_len: int  # the 95th percentile row length, capped at max_length
+    stats: Any = field(default=None, compare=False, hash=False)  # core.data.TokenStats of all the rows
 
     def batch_shape(self, batch_size: int, *, samples: int = 400, seed: int = 0) -> BatchShape:
         """The 95th percentile over random batches of ``batch_size`` rows, as the trainer draws them.
@@ -469,7 +470,7 @@ def data_profile(cfg: RunConfig) -> DataProfile:
         cap = cfg.data.max_length
         rows = tuple((min(len(e.input_ids), cap), frozenset(i for i, x in enumerate(e.labels[1:cap]) if x != -100))
                      for e in sample)
-        _PROFILES[key] = DataProfile(rows, learned / total, min(int(prepared.stats.p95), cap))
+        _PROFILES[key] = DataProfile(rows, learned / total, min(int(prepared.stats.p95), cap), prepared.stats)
     return _PROFILES[key]
 
 

@@ -80,11 +80,13 @@ TEXT = register(__name__, {
     "ds.stats": {"en": "**{n}** training rows · median **{median:.0f}** tokens · 95% ≤ **{p95}** · "
                        "longest **{max}**  \n"
                        "Cut at max length ({m}): **{trunc}** · filtered by length: **{filt}** · "
-                       "dropped (answer beyond max length): **{noloss}** · held-out test rows: **{test}**",
+                       "dropped (answer beyond max length): **{noloss}** · answer cut short: **{cut}** · "
+                       "held-out test rows: **{test}**",
                  "vi": "**{n}** dòng huấn luyện · trung vị **{median:.0f}** token · 95% ≤ **{p95}** · "
                        "dài nhất **{max}**  \n"
                        "Bị cắt ở độ dài tối đa ({m}): **{trunc}** · bị lọc theo độ dài: **{filt}** · "
-                       "bị bỏ (đáp án nằm sau độ dài tối đa): **{noloss}** · dòng kiểm tra giữ riêng: **{test}**"},
+                       "bị bỏ (đáp án nằm sau độ dài tối đa): **{noloss}** · đáp án bị cắt cụt: **{cut}** · "
+                       "dòng kiểm tra giữ riêng: **{test}**"},
     "ds.hub.offline": {"en": "Cannot reach the Hugging Face Hub (offline?). Upload a file or choose a bundled sample.",
                        "vi": "Không kết nối được Hugging Face Hub (đang offline?). "
                              "Hãy tải tệp lên hoặc chọn dữ liệu mẫu."},
@@ -276,7 +278,7 @@ def histogram_figure(lengths: list[int], max_length: int, lang: str):
 def stats_markdown(report: TokenReport, lang: str) -> str:
     s = report.stats
     return t("ds.stats", lang, n=s.n, median=s.median, p95=s.p95, max=s.max, m=s.max_length, trunc=s.n_truncated,
-             filt=s.n_filtered, noloss=s.n_no_loss, test=report.n_test)
+             filt=s.n_filtered, noloss=s.n_no_loss, cut=s.n_answer_cut, test=report.n_test)
 
 
 def schema_markdown(guess: D.SchemaGuess, template: str, manual: bool, lang: str) -> str:

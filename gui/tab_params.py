@@ -76,6 +76,12 @@ TEXT = register(__name__, {
                              "closer estimate.",
                        "vi": "Giới hạn trên: {batch} dòng, mỗi dòng {length} token (độ dài tối đa). Nạp bộ dữ liệu "
                              "để có ước tính sát hơn."},
+    "hp.answer_cut": {"en": "⚠ {cut} of {n} rows are longer than max length ({m} tokens) and lose the end of their "
+                            "answer (for an MCQ: its answer key): the model would learn answers that stop short. "
+                            "Raise data.max_length to {need}.",
+                      "vi": "⚠ {cut} trên {n} dòng dài hơn độ dài tối đa ({m} token) nên bị cắt mất phần cuối câu trả "
+                            "lời (với câu trắc nghiệm: mất dòng đáp án): mô hình sẽ học những câu trả lời bị cụt. "
+                            "Hãy tăng data.max_length lên {need}."},
     "hp.part.weights": {"en": "Base weights (frozen)", "vi": "Trọng số gốc (đóng băng)"},
     "hp.part.trainable": {"en": "Adapter weights", "vi": "Trọng số adapter"},
     "hp.part.gradients": {"en": "Gradients", "vi": "Gradient"},
@@ -276,18 +282,30 @@ def memory_html(est: M.MemoryEstimate, lang: str) -> str:
     return out
 
 
+def local_profile(cfg: C.RunConfig) -> M.DataProfile | None:
+    """The data's profile (lengths, learned positions, token stats), for local data only: never wait on the
+    network here. Computed once per data section and model."""
+    src = str(cfg.data.source)
+    if not (src.startswith("sample:") or Path(src).is_file()):
+        return None
+    try:
+        return M.data_profile(cfg)
+    except (StudioError, OSError, ValueError):
+        return None  # a data or model error is the Dataset tab's and the estimate's to show
+
+
 def estimate(config: dict, dataset: dict | None, lang: str) -> str:
     """The memory estimate of the current config as HTML; an error message when the model is unknown."""
     try:
         cfg = effective_config(config, dataset)
-        profile = None
-        src = str(cfg.data.source)
-        if src.startswith("sample:") or Path(src).is_file():  # local data only: never wait on the network here
-            try:  # the data's own lengths make the estimate tighter; without them it is an upper bound
-                profile = M.data_profile(cfg)
-            except StudioError:
-                profile = None
-        return memory_html(M.estimate_memory(cfg, profile=profile), lang)
+        # the data's own lengths make the estimate tighter; without them it is an upper bound
+        profile = local_profile(cfg)
+        out = memory_html(M.estimate_memory(cfg, profile=profile), lang)
+        stats = profile.stats if profile else None
+        if stats is not None and stats.n_answer_cut:  # what the lengths also tell: answers that max_length cuts
+            out += note_html(t("hp.answer_cut", lang, cut=stats.n_answer_cut, n=stats.n, m=stats.max_length,
+                               need=-(-stats.max // 64) * 64), "warn")
+        return out
     except Exception as e:  # noqa: BLE001 - the GUI edge
         return error_html(e, lang)
 

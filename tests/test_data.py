@@ -207,6 +207,29 @@ def test_max_length_shorter_than_every_prompt_is_a_clear_error(tokenizer):
         D.prepare(DataConfig(max_length=8), tokenizer, frame=mcq_frame())
 
 
+def test_answers_cut_by_max_length_are_counted_and_warned(tokenizer):
+    from core import config as C
+
+    frame = mcq_frame()
+    full = D.prepare(DataConfig(max_length=1024, validation_fraction=0.0), tokenizer, frame=frame)
+    assert full.stats.n_answer_cut == 0 and not [i for i in C.validate(C.RunConfig(), stats=full.stats)
+                                                  if i.code == "answer_cut"]
+    # a max_length inside every answer: each row keeps its prompt and part of its answer
+    starts = [next(i for i, x in enumerate(e.labels) if x != -100) for e in full.train]
+    cut_at = max(starts) + 3
+    assert cut_at < min(len(e.input_ids) for e in full.train)
+    cut = D.prepare(DataConfig(max_length=cut_at, validation_fraction=0.0), tokenizer, frame=frame)
+    assert cut.stats.n_answer_cut == len(cut.train) == len(full.train) and cut.stats.n_no_loss == 0
+
+    cfg = C.RunConfig()
+    cfg.data.max_length = cut_at
+    [issue] = [i for i in C.validate(cfg, stats=cut.stats) if i.code == "answer_cut"]
+    longest = max(len(e.input_ids) for e in full.train)
+    assert issue.field == "data.max_length" and issue.level == "warning"
+    assert f"{len(cut.train)} of {cut.stats.n} rows are longer than {cut_at} tokens" in issue.message
+    assert f"raise data.max_length to {-(-longest // 64) * 64}" in issue.message
+
+
 def test_validation_split_is_seeded_and_by_context(tokenizer):
     frame = mcq_frame(n_contexts=20, per_context=3)
     a = D.prepare(DataConfig(validation_fraction=0.2), tokenizer, frame=frame, seed=1)

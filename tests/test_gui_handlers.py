@@ -107,8 +107,23 @@ def test_validation_lists_errors_and_warnings_with_field_names():
     assert "1 lỗi" in out and "1 cảnh báo" in out
     assert "<code>model.name_or_path</code>" in out and "Mô hình gốc" in out
     assert "<code>lora.lora_alpha</code>" in out
-    ok = tab_params.check_config(C.to_dict(C.RunConfig()), None, "en")
-    assert "valid" in ok
+    ok = tab_params.check_config(C.to_dict(C.load_yaml(REPO / "presets" / "demo.yaml")), None, "en")
+    assert "valid" in ok and "warning" not in ok
+
+
+def test_memory_panel_warns_when_max_length_cuts_the_answers(micro_model):
+    """The estimate reads the data's lengths: SmolLM2's tokenizer makes the bundled MCQs ~650 tokens long."""
+    cfg = C.load_yaml(REPO / "presets" / "demo.yaml")
+    cfg.model.name_or_path = str(micro_model)
+    from core import data as D
+    from core import models as M
+
+    longest = D.prepare(cfg.data, M.load_tokenizer(str(micro_model))).stats.max
+    assert longest > 512
+    out = tab_params.estimate(C.to_dict(cfg), None, "vi")
+    assert "dài hơn độ dài tối đa (512 token)" in out and f"tăng data.max_length lên {-(-longest // 64) * 64}" in out
+    cfg.data.max_length = 1024
+    assert "bị cụt" not in tab_params.estimate(C.to_dict(cfg), None, "vi")
 
 
 def test_validate_config_handler_shows_form_errors_and_a_reproducing_cli(tmp_path):

@@ -230,3 +230,15 @@ def test_sparse_logits_loss_equals_the_full_loss(micro_model, tokenizer):
     assert torch.allclose(full, sparse, atol=1e-5)
     for a, b in zip(grads_full, grads_sparse):
         assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_a_run_whose_max_length_cuts_the_answers_says_so(micro_model, tmp_path):
+    """The bundled MCQs are ~650 SmolLM2 tokens: at max_length 600 the longest lose the end of their answer (and its key)."""
+    from core.train import TrainingJob
+
+    cfg = C.load_yaml(DEMO, micro_overrides(micro_model, **{"data.source": "sample:vi_informatics_mcq",
+                                                            "data.max_length": 600, "train.max_steps": 1}))
+    run_dir = TrainingJob(cfg, tmp_path).run()
+    warnings = json.loads((run_dir / "run.json").read_text())["warnings"]
+    [cut] = [w for w in warnings if "lose the end of their answer" in w]
+    assert cut.startswith("data.max_length: ") and "than 600 tokens" in cut
