@@ -585,10 +585,10 @@ def validate(cfg: RunConfig, *, n_rows: int | None = None, stats: Any = None) ->
              "rank_vs_rows")
     cut = getattr(stats, "n_answer_cut", 0)
     if cut:
-        need = -(-stats.max // 64) * 64
         warn("data.max_length", f"{cut} of {stats.n} rows are longer than {d.max_length} tokens and lose the end of "
                                 f"their answer (an MCQ, its answer key): the model learns answers that stop short; "
-                                f"raise data.max_length to {need} (the longest row: {stats.max} tokens)", "answer_cut")
+                                f"raise data.max_length to {stats.suggested_max_length} (the longest row: "
+                                f"{stats.max} tokens)", "answer_cut")
     if t.embedding_learning_rate and not heavy:
         warn("train.embedding_learning_rate", "is set but no embed_tokens / lm_head is in lora.modules_to_save, "
                                               "so it has no effect", "embedding_lr_unused")

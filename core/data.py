@@ -357,6 +357,11 @@ class TokenStats:
     n_no_loss: int = 0  # dropped: the learned part starts beyond max_length
     n_answer_cut: int = 0  # kept, but the learned part runs past max_length: the end of the answer is cut
 
+    @property
+    def suggested_max_length(self) -> int:
+        """The longest row, rounded up to a multiple of 64: a max_length that cuts nothing."""
+        return -(-self.max // 64) * 64
+
     def to_dict(self) -> dict:
         return self.__dict__.copy()
 

@@ -654,7 +654,7 @@ def estimate_memory(cfg: RunConfig, *, resolved: str | None = None, seq_len: int
         positions = length  # trl's own loss path computes the logits of every position
     tokens = batch * length
 
-    probe = activation_bytes(cfg, mconf, length, layer_params=(params.total - params.trainable - emb) // max(1, layers))
+    probe = activation_bytes(cfg, mconf, length, layer_params=(base_params - emb) // max(1, layers))
     if probe is None:  # ≈ 18 values of the hidden size plus 4 of the MLP width per token and layer
         probe = ((18 * hidden + 4 * inter) * act_bytes, 0.0)
     per_layer, outside = probe

@@ -376,8 +376,8 @@ class TrainingJob:
         model, tok, resolved = M.load_model(cfg.model)
         self.message = "preparing the data"
         prepared = D.prepare(cfg.data, tok, seed=cfg.train.seed, frame=self.frame)
-        self.warnings += [str(i) for i in C.validate(cfg, n_rows=len(prepared.train), stats=prepared.stats) if i.level == "warning"
-                          and str(i) not in self.warnings]
+        issues = C.validate(cfg, n_rows=len(prepared.train), stats=prepared.stats)
+        self.warnings += [str(i) for i in issues if i.level == "warning" and str(i) not in self.warnings]
 
         self.run_dir = self._open_run_dir()
         self._attach_log()

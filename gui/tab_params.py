@@ -304,7 +304,7 @@ def estimate(config: dict, dataset: dict | None, lang: str) -> str:
         stats = profile.stats if profile else None
         if stats is not None and stats.n_answer_cut:  # what the lengths also tell: answers that max_length cuts
             out += note_html(t("hp.answer_cut", lang, cut=stats.n_answer_cut, n=stats.n, m=stats.max_length,
-                               need=-(-stats.max // 64) * 64), "warn")
+                               need=stats.suggested_max_length), "warn")
         return out
     except Exception as e:  # noqa: BLE001 - the GUI edge
         return error_html(e, lang)
