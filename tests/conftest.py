@@ -39,11 +39,14 @@ def tokenizer(smollm2_dir):
 def micro_model_factory(tmp_path_factory, smollm2_dir):
     """Builder of micro random models (Llama or Qwen2) with SmolLM2's real tokenizer, saved to disk."""
     import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+    from transformers import (AutoTokenizer, Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM,
+                              Qwen2Config, Qwen2ForCausalLM)
 
     cache: dict = {}
 
     def build(arch: str = "llama", hidden: int = 64, layers: int = 2, seed: int = 0) -> Path:
+        """arch: llama | qwen2 | gemma3 (Gemma-3's text model: tied embeddings scaled by √hidden, the scale a
+        non-persistent buffer made at load time in the model's dtype)."""
         key = (arch, hidden, layers, seed)
         if key in cache:
             return cache[key]
@@ -53,8 +56,13 @@ def micro_model_factory(tmp_path_factory, smollm2_dir):
                       max_position_embeddings=2048, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                       pad_token_id=tok.pad_token_id, tie_word_embeddings=True)
         torch.manual_seed(seed)
-        model = (LlamaForCausalLM(LlamaConfig(**common)) if arch == "llama"
-                 else Qwen2ForCausalLM(Qwen2Config(**common)))
+        if arch == "gemma3":
+            model = Gemma3ForCausalLM(Gemma3TextConfig(**common, head_dim=hidden // 4, sliding_window=64,
+                                                       layer_types=["sliding_attention", "full_attention"][:layers]
+                                                       + ["full_attention"] * max(0, layers - 2)))
+        else:
+            model = (LlamaForCausalLM(LlamaConfig(**common)) if arch == "llama"
+                     else Qwen2ForCausalLM(Qwen2Config(**common)))
         out = tmp_path_factory.mktemp(f"micro-{arch}-{hidden}-{layers}-{seed}")
         model.save_pretrained(out)
         tok.save_pretrained(out)

@@ -349,3 +349,58 @@ def test_bf16_run_trains_on_cpu_and_merges_exactly_in_float32(micro_model, tmp_p
     assert r.greedy_agreement == 1.0
     assert report.reference.startswith("base in float32 (trained on bfloat16)")
     assert any("bfloat16 weights" in n for n in report.notes)
+
+
+def test_qlora_on_bf16_weights_merges_exactly_in_float32_and_a_requantized_merge_still_fails(
+        micro_model_factory, tmp_path):
+    """The demo preset with 4-bit ticked: bfloat16 weights, Gemma-3's scaled tied embeddings, bf16 compute.
+
+    It used to fail its own check (demo: max |Δlogit| 6.25, KL 1e-2): stock ``dequantize`` rounded every weight
+    to the load dtype, and the reference kept Gemma's embedding scale as bfloat16 computed it. Now the reference
+    and the merge compute like with like, and a wrong merge (re-quantized to 4 bits) still fails.
+    """
+    from core.merge import merge_run
+    from core.train import TrainingJob
+
+    gemma = micro_model_factory(arch="gemma3", hidden=96)
+    cfg = C.load_yaml(DEMO, micro_overrides(gemma, **{"model.dtype": "bfloat16", "train.precision": "bf16",
+                                                       "model.load_in_4bit": True, "train.learning_rate": 0.01,
+                                                       "data.validation_fraction": 0.25}))
+    job = TrainingJob(cfg, tmp_path)
+    run_dir = job.run()
+    assert job.state == "finished", job.error_message
+    report = merge_run(run_dir, dtype="float32", onto="dequantized", n_prompts=2, max_new_tokens=8)
+    deq = report.chosen
+    assert deq.tolerance_dtype == "float32" and report.passed, deq
+    assert deq.greedy_agreement == 1.0 and deq.identical_generations == deq.n_prompts
+    assert "non-quantized modules in float32" in report.reference
+    wrong = merge_run(run_dir, dtype="float32", onto="4bit", out=tmp_path / "m4", n_prompts=2, max_new_tokens=8)
+    assert wrong.lossy and not wrong.chosen.passed
+    assert wrong.chosen.max_abs_dlogit > 10 * deq.max_abs_dlogit
+
+
+def test_dequantized_weights_are_the_ones_the_4bit_layer_multiplies_by(micro_model_factory):
+    """bf16 weights, float32 compute: the 4-bit forward dequantizes in float32; stock dequantize rounds to bf16."""
+    import bitsandbytes as bnb
+    from transformers import AutoModelForCausalLM
+
+    from core.merge import dequantize_as_computed
+    from core.models import exact_4bit, quantization_config
+
+    model_dir = micro_model_factory(arch="gemma3", hidden=96)
+    cfg = C.ModelConfig(load_in_4bit=True, dtype="bfloat16")
+
+    def load():
+        return exact_4bit(AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16, device_map={"": "cpu"},
+                                                               quantization_config=quantization_config(cfg)).eval())
+
+    quantized = load()
+    name, layer = next((n, m) for n, m in quantized.named_modules() if isinstance(m, bnb.nn.Linear4bit))
+    x = torch.randn(3, layer.in_features)
+    with torch.no_grad():
+        want = layer(x)  # float32 in, float32 compute
+    exact = dequantize_as_computed(load()).get_submodule(name)
+    stock = load().dequantize(dtype=torch.float32).get_submodule(name)
+    with torch.no_grad():
+        assert (exact(x) - want).abs().max() <= 1e-5
+        assert (stock(x) - want).abs().max() > 10 * max(1e-6, float((exact(x) - want).abs().max()))
