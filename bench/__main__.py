@@ -37,7 +37,7 @@ def _tiny_model(tmp: Path) -> str:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from core.models import resolve_model
+    from core.models.registry import resolve_model
 
     tok = AutoTokenizer.from_pretrained(resolve_model("embedded:smollm2-135m-instruct"))
     torch.manual_seed(0)

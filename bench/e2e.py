@@ -34,7 +34,7 @@ def load(reps: int = 3) -> dict:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from core.models import EMBEDDED, resolve_model
+    from core.models.registry import EMBEDDED, resolve_model
 
     cached = resolve_model("embedded:smollm2-135m-instruct")
     gguf = EMBEDDED["smollm2-135m-instruct"].gguf()
@@ -66,7 +66,7 @@ MEMORY_CASES = (
 def memory(reps: int = 3) -> dict:
     """Peak RSS of short training runs against the estimator's prediction for the same configs."""
     from core import config as C
-    from core.models import data_profile, estimate_memory, human_bytes
+    from core.models.memory import data_profile, estimate_memory, human_bytes
 
     cases, rows_md, parts_md = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
@@ -123,7 +123,8 @@ def e2e(reps: int = 3, runs_dir: str | Path | None = None) -> dict:
     The runs are written under ``runs_dir`` (a temporary folder when None); ``run_dirs`` in the result lists
     them, so that the demo section can evaluate one instead of training again.
     """
-    from core.merge import merge_run
+    from core.merge.markdown import summary as merge_summary
+    from core.merge.run import merge_run
 
     phases: dict[str, list[float]] = {"train": [], "merge_and_verify": [], "total": []}
     passed, runs, merge_summaries = [], [], []
@@ -137,7 +138,7 @@ def e2e(reps: int = 3, runs_dir: str | Path | None = None) -> dict:
             t2 = time.perf_counter()
             passed.append(report.passed)
             runs.append(str(run_dir))
-            merge_summaries.append(report.summary())
+            merge_summaries.append(merge_summary(report))
             phases["train"].append(t1 - t0)
             phases["merge_and_verify"].append(t2 - t1)
             phases["total"].append(t2 - t0)
@@ -258,6 +259,6 @@ def demo(reps: int = 1, run_dir: str | None = None) -> dict:
 
 
 def _metrics(run: Path) -> list[dict]:
-    from core.train import read_metrics
+    from core.run import read_metrics
 
     return read_metrics(run)

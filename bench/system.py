@@ -25,7 +25,7 @@ def machine() -> dict:
         pass
     import torch
 
-    from core.train import versions
+    from core.run import versions
 
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem / 2**30, 1),
             "torch_threads": torch.get_num_threads(), "python": platform.python_version(),

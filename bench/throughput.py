@@ -44,7 +44,8 @@ def _rate(points: list[tuple[float, float]]) -> float:
 
 
 def engine_run(cfg: C.RunConfig, runs_dir: Path) -> float:
-    from core.train import TrainingJob, read_metrics
+    from core.run import read_metrics
+    from core.train.job import TrainingJob
 
     job = TrainingJob(cfg, runs_dir)
     run_dir = job.run()
@@ -59,7 +60,8 @@ def trl_run(cfg: C.RunConfig, out_dir: Path) -> float:
     from trl import SFTConfig, SFTTrainer
 
     from core import data as D
-    from core.models import build_lora_config, resolve_model
+    from core.models.lora import build_lora_config
+    from core.models.registry import resolve_model
 
     path = resolve_model(cfg.model.name_or_path)
     tok = AutoTokenizer.from_pretrained(path)
@@ -103,7 +105,9 @@ def run(model: str, source: str, *, steps: int, batch: int, max_length: int, rep
                 rate = trl_run(cfg, tmp / f"trl{i}") if name == "trl" else engine_run(cfg, tmp / "runs")
                 results[name].append(rate)
     from core import data as D
-    from core.models import count_parameters, load_tokenizer, resolve_model
+    from core.models.load import load_tokenizer
+    from core.models.lora import count_parameters
+    from core.models.registry import resolve_model
 
     cfg = make_cfg(model, source, steps, batch, max_length, True)
     params, mconf = count_parameters(cfg)

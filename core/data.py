@@ -19,10 +19,12 @@ from typing import Any, Iterable
 
 import pandas as pd
 
+from core import tasks
 from core.config import DataConfig
 from core.errors import DataError
 from core.paths import SAMPLES_DIR
-from core.templates import Formatted, TemplateContext, format_row, resolve_template
+from core.tasks import format_row, resolve_template
+from core.templates import Formatted, TemplateContext
 
 log = logging.getLogger(__name__)
 
@@ -218,8 +220,7 @@ def detect_schema(columns: Iterable[str], column_map: dict[str, str] | None = No
 
 def check_columns(guess: SchemaGuess, template: str) -> None:
     """Every role the chosen template needs must be mapped."""
-    needs = {"mcq_generation": SCHEMA_ROLES["mcq"][0], "cpt": ("context",), "alpaca": ("instruction", "output"),
-             "chat": ("messages",), "price_qa": ("price",), "text": ("text",)}[template]
+    needs = tasks.get(template).needs
     missing = [r for r in needs if r not in guess.column_map]
     if missing:
         raise DataError(f"the {template} template needs column(s) {', '.join(missing)}, which the data lacks "

@@ -7,22 +7,30 @@ has one (the bundled MCQ sample does), else the run's validation rows. The repor
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import re
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from core import data as D
+from core import locale, tasks
+from core.config import DecodingConfig
 from core.errors import DataError
+from core.inference.generate import model_device
+from core.inference.modelset import MERGED, ModelSet
+from core.mcq import validate_mcq
 from core.paths import SAMPLES_DIR
+from core.run import RunFolder, write_json_atomic
 
 log = logging.getLogger(__name__)
 
 GENERAL_TEXT = SAMPLES_DIR / "general_text.jsonl"
 SPLITS = ("test", "validation", "train")
+
+
+def _log_stage(stage: str, **args) -> None:
+    log.info(locale.text(f"evaluate.stage.{stage}", "en", **args))
 
 
 def split_rows(prepared: D.PreparedData, split: str) -> tuple[list[int], str]:
@@ -46,7 +54,6 @@ def nll(model, examples: Iterable[tuple[list[int], list[int]]]) -> tuple[float, 
     """
     import torch
 
-    from core.generate import model_device
 
     device = model_device(model)
     total, count = 0.0, 0
@@ -81,41 +88,6 @@ def general_examples(tokenizer, max_length: int, limit: int | None = None) -> li
     return out
 
 
-_PRICE = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
-
-
-def parse_price(text: str) -> float | None:
-    m = _PRICE.search(text.replace("$", " "))
-    if not m:
-        return None
-    try:
-        return float(m.group(0).replace(",", ""))
-    except ValueError:
-        return None
-
-
-def price_baselines(train_rows: list[dict], eval_rows: list[dict]) -> dict[str, float]:
-    """MAE of two baselines fitted on the run's training rows: the mean price, and least squares on
-    pages and a one-hot format (the data card's baselines, on this run's split)."""
-    import numpy as np
-
-    def prices(rows):
-        return np.array([float(r["price"]) for r in rows])
-
-    formats = sorted({str(r.get("format", "")) for r in train_rows})
-
-    def features(rows):
-        cols = [[1.0, float(r.get("pages") or 0)] + [float(str(r.get("format", "")) == f) for f in formats[1:]]
-                for r in rows]
-        return np.array(cols)
-
-    y_train, y_eval = prices(train_rows), prices(eval_rows)
-    mean_mae = float(np.abs(y_eval - y_train.mean()).mean())
-    coef, *_ = np.linalg.lstsq(features(train_rows), y_train, rcond=None)
-    lin_mae = float(np.abs(features(eval_rows) @ coef - y_eval).mean())
-    return {"mean": round(mean_mae, 3), "linear_regression": round(lin_mae, 3)}
-
-
 def evaluate_run(run_dir: str | Path, *, split: str = "test", which: Iterable[str] = ("base", "adapter", "merged"),
                  limit: int | None = None, max_new_tokens: int | None = None,
                  repetition_penalty: float | None = None,
@@ -130,26 +102,26 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", which: Iterable[st
         max_new_tokens: generation budget; default: 1.25 × the longest answer in the training data.
         repetition_penalty: on the answer's own tokens, for every model alike; default: MCQ_REPETITION_PENALTY
             for MCQ generation (what the Classroom tab uses), 1.0 (plain greedy) otherwise.
-        progress: called with a short message as each part starts.
+        progress: called as ``progress(stage, **args)`` as each part starts (words: ``evaluate.stage.*``).
     Returns:
         The report (also written to ``RUN_DIR/eval_report.json``).
     """
-    from core.adapters import ModelSet
-    from core.generate import MCQ_REPETITION_PENALTY, Decoding
-    from core.mcq import summarize, validate_mcq
+    def say(stage: str, **args) -> None:
+        (progress or _log_stage)(stage, **args)
 
-    say = progress or (lambda msg: log.info(msg))
     t0 = time.monotonic()
     run_dir = Path(run_dir)
-    which = [w for w in which if w != "merged" or (run_dir / "merged" / "config.json").exists()]
-    say("loading the models")
-    ms = ModelSet.from_run(run_dir, merged="merged" in which)
+    folder = RunFolder(run_dir)
+    which = [w for w in which if w != MERGED or folder.has_merged()]
+    say("loading")
+    ms = ModelSet.from_run(run_dir, merged=MERGED in which)
     cfg, tok = ms.cfg, ms.tokenizer
     frame = D.load_frame(cfg.data)
     prepared = D.prepare(cfg.data, tok, seed=cfg.train.seed, frame=frame)
     rows_idx, used_split = split_rows(prepared, split)
     records = frame.to_dict(orient="records")
     guess, ctx = prepared.guess, D.template_context(tok, cfg.data)
+    task = tasks.get(prepared.template)
 
     # loss on the split's formatted rows, exactly as training computes it
     eval_examples = []
@@ -158,22 +130,29 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", which: Iterable[st
         ids, labels = D.tokenize(formatted, tok, cfg.data.completion_only_loss)
         eval_examples.append((ids[: cfg.data.max_length], labels[: cfg.data.max_length]))
 
-    # generation prompts: one per distinct context for MCQ generation (greedy on the same context repeats itself)
+    # generation prompts: one per distinct group (MCQ: paragraph), since greedy decoding repeats itself on one
     gen_rows, seen = [], set()
+    group_col = guess.column_map.get(task.group_role or "")
     for i in rows_idx:
-        key = records[i].get(guess.column_map.get("context", ""), i) if prepared.template == "mcq_generation" else i
+        key = records[i].get(group_col, i) if group_col else i
         if key in seen:
             continue
         seen.add(key)
         gen_rows.append(i)
     gen_rows = gen_rows[:limit] if limit else gen_rows
     prompts = [ms.prompt_for(records[i]) for i in gen_rows]
+    role = {v: k for k, v in guess.column_map.items()}
+
+    def as_roles(indices) -> list[dict]:  # the mapped columns under their roles, the others as they are
+        return [{role.get(k, k): v for k, v in records[i].items()} for i in indices]
+
+    gen_roles = as_roles(gen_rows)
     if max_new_tokens is None:
         longest = max((sum(1 for x in e.labels if x != -100) for e in prepared.train), default=64)
         max_new_tokens = int(longest * 1.25) + 8
     if repetition_penalty is None:
-        repetition_penalty = MCQ_REPETITION_PENALTY if prepared.template == "mcq_generation" else 1.0
-    decoding = Decoding(max_new_tokens=max_new_tokens, repetition_penalty=float(repetition_penalty))
+        repetition_penalty = task.repetition_penalty
+    decoding = DecodingConfig(max_new_tokens=max_new_tokens, repetition_penalty=float(repetition_penalty))
     general = general_examples(tok, cfg.data.max_length)
 
     report: dict[str, Any] = {
@@ -183,27 +162,21 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", which: Iterable[st
     }
     outputs: dict[str, list[str]] = {}
     for name in which:
-        say(f"{name}: loss on {len(eval_examples)} {used_split} rows")
+        say("loss", model=name, n=len(eval_examples), split=used_split)
         m: dict[str, Any] = {}
         with ms.use(name) as model:
             m.update(_ppl(*nll(model, eval_examples)))
             if general:
                 g = _ppl(*nll(model, general))
                 m["general_loss"], m["general_perplexity"] = g["loss"], g["perplexity"]
-        say(f"{name}: generating {len(prompts)} answers")
+        say("generating", model=name, n=len(prompts))
         t1 = time.monotonic()
         gens = ms.generate(prompts, name, decoding)
         m["generation_seconds"] = round(time.monotonic() - t1, 1)
         texts = [g.text for g in gens]
         outputs[name] = texts
-        if prepared.template == "mcq_generation":
-            m.update(summarize(texts))
-        elif prepared.template == "price_qa":
-            truth = [float(records[i][guess.column_map["price"]]) for i in gen_rows]
-            guesses = [parse_price(t) for t in texts]
-            errors = [abs(g - y) for g, y in zip(guesses, truth) if g is not None]
-            m["mae"] = round(sum(errors) / len(errors), 3) if errors else None
-            m["n_unparsed"] = sum(g is None for g in guesses)
+        if task.judge is not None:
+            m.update(task.judge(texts, gen_roles))
         report["models"][name] = m
 
     if "base" in report["models"] and "adapter" in report["models"]:
@@ -212,19 +185,17 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", which: Iterable[st
             report["forgetting"] = {"general_perplexity_before": b["general_perplexity"],
                                     "general_perplexity_after": a["general_perplexity"],
                                     "ratio": round(a["general_perplexity"] / b["general_perplexity"], 3)}
-    if prepared.template == "price_qa":
-        role = {v: k for k, v in guess.column_map.items()}
-        as_roles = lambda idx: [{role.get(k, k): v for k, v in records[i].items()} for i in idx]  # noqa: E731
-        report["baselines_mae"] = price_baselines(as_roles(e.index for e in prepared.train), as_roles(gen_rows))
+    if task.baselines is not None:
+        report["baselines_mae"] = task.baselines(as_roles(e.index for e in prepared.train), gen_roles)
     for j, i in enumerate(gen_rows[:5]):
         sample = {"prompt": prompts[j][-300:]}
         for name, texts in outputs.items():
             sample[name] = texts[j]
-            if prepared.template == "mcq_generation":
+            if task.name == tasks.MCQ:
                 sample[f"{name}_valid"] = validate_mcq(texts[j]).valid
         report["samples"].append(sample)
     report["seconds"] = round(time.monotonic() - t0, 1)
-    (run_dir / "eval_report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+    write_json_atomic(folder.eval_report, report)
     return report
 
 

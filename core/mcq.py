@@ -1,4 +1,4 @@
-"""Multiple-choice question (MCQ) format: build, parse, validate and render.
+"""Multiple-choice question (MCQ) format: build, parse and validate (the structure checks).
 
 The model in LoRA Studio is fine-tuned to write Vietnamese informatics MCQs in
 exactly one canonical text layout (see :func:`format_mcq`).  Everything that
@@ -8,15 +8,14 @@ format is defined in one place only.
 Parsing is deliberately forgiving: a small model after a short fine-tune does
 not always reproduce the layout to the letter, and teachers paste questions
 from Word documents in many house styles.  Validation is then strict, and it
-reports *why* an MCQ is unusable with stable reason codes that the GUI can
-translate.
+reports *why* an MCQ is unusable with stable reason codes (their words:
+``core.locale`` keys ``mcq.reason.<code>``; the cards: ``gui/render/mcq_cards.py``).
 
 This module uses the standard library only and never imports gradio.
 """
 
 from __future__ import annotations
 
-import html
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -33,11 +32,7 @@ __all__ = [
     "parse_mcq",
     "validate_mcq",
     "summarize",
-    "describe_reasons",
-    "render_mcq_html",
-    "render_printable_html",
     "mcqs_to_rows",
-    "REASONS",
     "REASON_CODES",
     "NO_QUESTION",
     "MISSING_OPTIONS",
@@ -499,44 +494,9 @@ ANSWER_NOT_IN_ABCD = "answer_not_in_abcd"
 ANSWER_OPTION_MISSING = "answer_option_missing"
 
 #: Human-readable descriptions of every reason code, for the GUI.
-REASONS: dict[str, dict[str, str]] = {
-    NO_QUESTION: {
-        "en": "No question text found.",
-        "vi": "Không tìm thấy nội dung câu hỏi.",
-    },
-    MISSING_OPTIONS: {
-        "en": "Fewer than 4 options (A, B, C, D).",
-        "vi": "Thiếu phương án (cần đủ 4 phương án A, B, C, D).",
-    },
-    EXTRA_OPTIONS: {
-        "en": "More than 4 options (E or later).",
-        "vi": "Thừa phương án (có phương án E trở đi).",
-    },
-    EMPTY_OPTION: {
-        "en": "An option is empty.",
-        "vi": "Có phương án bị để trống.",
-    },
-    DUPLICATE_OPTIONS: {
-        "en": "Two options have the same text.",
-        "vi": "Có hai phương án trùng nội dung.",
-    },
-    NO_ANSWER: {
-        "en": "No answer key (line 'Đáp án: X.').",
-        "vi": "Không có đáp án (dòng 'Đáp án: X.').",
-    },
-    ANSWER_NOT_IN_ABCD: {
-        "en": "The answer is not one of A, B, C, D.",
-        "vi": "Đáp án không phải là A, B, C hoặc D.",
-    },
-    ANSWER_OPTION_MISSING: {
-        "en": "The answer letter has no matching option.",
-        "vi": "Đáp án chỉ tới một phương án không có trong câu hỏi.",
-    },
-}
-
-#: All reason codes, in the order :func:`validate_mcq` reports them.
-REASON_CODES: tuple[str, ...] = tuple(REASONS)
-
+#: All reason codes, in the order :func:`validate_mcq` reports them (their words: ``core.locale``
+#: ``mcq.reason.<code>``).
+REASON_CODES: tuple[str, ...] = (NO_QUESTION, MISSING_OPTIONS, EXTRA_OPTIONS, EMPTY_OPTION, DUPLICATE_OPTIONS, NO_ANSWER, ANSWER_NOT_IN_ABCD, ANSWER_OPTION_MISSING)
 
 def _option_key(text: str) -> str:
     """Comparison key for duplicate detection: casefold + collapsed spaces."""
@@ -584,20 +544,6 @@ def validate_mcq(text_or_mcq: MCQ | str) -> MCQCheck:
     return MCQCheck(valid=not reasons, reasons=reasons, mcq=mcq)
 
 
-def describe_reasons(reasons: Iterable[str], lang: str = "vi") -> list[str]:
-    """Translate reason codes into sentences for display.
-
-    Args:
-        reasons: Reason codes, e.g. ``MCQCheck.reasons``.
-        lang: ``"vi"`` or ``"en"``; anything else falls back to Vietnamese.
-
-    Returns:
-        One description per code; unknown codes are returned unchanged.
-    """
-    lang = _lang(lang)
-    return [REASONS[c][lang] if c in REASONS else str(c) for c in reasons]
-
-
 def summarize(texts: Iterable[MCQ | str]) -> dict[str, Any]:
     """Aggregate validity statistics over many generated MCQs.
 
@@ -629,236 +575,6 @@ def summarize(texts: Iterable[MCQ | str]) -> dict[str, Any]:
         "reason_counts": reason_counts,
         "answer_distribution": answers,
     }
-
-
-# ---------------------------------------------------------------------------
-# HTML rendering
-# ---------------------------------------------------------------------------
-
-_UI: dict[str, dict[str, str]] = {
-    "vi": {
-        "show_answer": "Xem đáp án",
-        "answer": "Đáp án",
-        "no_answer": "(không có)",
-        "invalid": "Câu hỏi chưa hợp lệ:",
-        "no_question": "(không có nội dung câu hỏi)",
-        "question": "Câu",
-        "answer_key": "Đáp án",
-        "raw": "Văn bản gốc:",
-    },
-    "en": {
-        "show_answer": "Show answer",
-        "answer": "Answer",
-        "no_answer": "(none)",
-        "invalid": "This question is not valid:",
-        "no_question": "(no question text)",
-        "question": "Question",
-        "answer_key": "Answer key",
-        "raw": "Original text:",
-    },
-}
-
-
-def _lang(lang: str) -> str:
-    """Return a supported UI language, defaulting to Vietnamese."""
-    return lang if lang in _UI else "vi"
-
-
-def _esc(text: str) -> str:
-    """HTML-escape untrusted text (model output), quotes included."""
-    return html.escape(text, quote=True)
-
-
-def _esc_multiline(text: str) -> str:
-    """Escape and keep line breaks (code snippets in question stems)."""
-    return "<br>".join(_esc(line) for line in text.split("\n"))
-
-
-# Inline styles: gr.HTML and other hosts may not load a stylesheet, so the card
-# must look right on its own.  Class names are kept so a host can restyle it.
-# Explicit text and background colours keep it readable in dark themes.
-_CARD_STYLE = (
-    "font-family:system-ui,'Segoe UI',Roboto,Arial,sans-serif;font-size:1.2rem;"
-    "line-height:1.5;color:#1f2937;background:#ffffff;border:1px solid #d1d5db;"
-    "border-radius:12px;padding:1rem 1.25rem;margin:0.5rem 0;max-width:48rem;"
-)
-_QUESTION_STYLE = "font-weight:600;font-size:1.3rem;margin-bottom:0.75rem;"
-_OPTION_STYLE = (
-    "list-style:none;margin:0.35rem 0;padding:0.45rem 0.75rem;"
-    "border:1px solid #e5e7eb;border-radius:8px;"
-)
-_CORRECT_STYLE = "background:#dcfce7;border-color:#16a34a;font-weight:600;"
-_INVALID_STYLE = (
-    "background:#fef3c7;color:#78350f;border:1px solid #f59e0b;border-radius:8px;"
-    "padding:0.5rem 0.75rem;margin-top:0.75rem;font-size:1rem;"
-)
-
-
-def render_mcq_html(
-    mcq_or_text: MCQ | str, *, reveal: bool = False, lang: str = "vi"
-) -> str:
-    """Render one MCQ as a self-contained HTML quiz card.
-
-    All text is escaped with :func:`html.escape`, since it is model output.
-    The answer sits in a ``<details>`` element ("Xem đáp án" / "Show answer")
-    so a teacher can reveal it with a click and no JavaScript.  The correct
-    option gets the ``mcq-correct`` class, a highlight and a check mark only
-    when ``reveal`` is true (then the ``<details>`` is also open).
-
-    Args:
-        mcq_or_text: An :class:`MCQ` or raw text to parse.
-        reveal: Highlight the correct option and open the answer.
-        lang: ``"vi"`` (default) or ``"en"`` for the interface strings and
-            the reasons of an invalid MCQ.
-
-    Returns:
-        An HTML fragment (a ``<div class="mcq-card">``).
-    """
-    lang = _lang(lang)
-    ui = _UI[lang]
-    check = validate_mcq(mcq_or_text)
-    mcq = check.mcq
-    key = mcq.answer
-
-    parts = [f'<div class="mcq-card" lang="{lang}" style="{_CARD_STYLE}">']
-    question = mcq.question
-    if question:
-        parts.append(
-            f'<div class="mcq-question" style="{_QUESTION_STYLE}">'
-            f"{_esc_multiline(question)}</div>"
-        )
-    else:
-        parts.append(
-            f'<div class="mcq-question" style="{_QUESTION_STYLE}color:#6b7280;'
-            f'font-style:italic;">{_esc(ui["no_question"])}</div>'
-        )
-
-    if mcq.options:
-        parts.append('<ul class="mcq-options" style="padding:0;margin:0;">')
-        for letter, text in mcq.options.items():
-            correct = reveal and letter == key
-            cls = "mcq-option mcq-correct" if correct else "mcq-option"
-            style = _OPTION_STYLE + (_CORRECT_STYLE if correct else "")
-            mark = " ✓" if correct else ""  # not colour alone (accessibility)
-            parts.append(
-                f'<li class="{cls}" style="{style}"><strong>{_esc(letter)}.</strong> '
-                f"{_esc(text)}{mark}</li>"
-            )
-        parts.append("</ul>")
-
-    if key is not None:
-        shown = key + "."
-        if key in mcq.options and mcq.options[key]:
-            shown += " " + mcq.options[key]
-    else:
-        shown = ui["no_answer"]
-    open_attr = " open" if reveal else ""
-    parts.append(
-        f'<details class="mcq-answer"{open_attr} style="margin-top:0.75rem;">'
-        f'<summary style="cursor:pointer;font-size:1rem;">{_esc(ui["show_answer"])}'
-        f"</summary><div style=\"margin-top:0.4rem;\">{_esc(ui['answer'])}: "
-        f"<strong>{_esc(shown)}</strong></div></details>"
-    )
-
-    if not check.valid:
-        items = "".join(f"<li>{_esc(d)}</li>" for d in describe_reasons(check.reasons, lang))
-        parts.append(
-            f'<div class="mcq-invalid" style="{_INVALID_STYLE}">'
-            f"<strong>{_esc(ui['invalid'])}</strong>"
-            f'<ul class="mcq-reasons" style="margin:0.25rem 0 0 1.25rem;">{items}</ul>'
-        )
-        if not mcq.question and not mcq.options and mcq.raw.strip():
-            # Nothing recognisable: show what the model wrote so the teacher
-            # can see why.
-            parts.append(
-                f"<div>{_esc(ui['raw'])}</div>"
-                '<pre class="mcq-raw" style="white-space:pre-wrap;margin:0.25rem 0 0;">'
-                f"{_esc(mcq.raw)}</pre>"
-            )
-        parts.append("</div>")
-    parts.append("</div>")
-    return "".join(parts)
-
-
-_PRINT_CSS = """
-body { font-family: "Times New Roman", "Noto Serif", serif; font-size: 13pt;
-       line-height: 1.45; color: #000; background: #fff; margin: 2cm auto;
-       max-width: 18cm; }
-h1 { text-align: center; font-size: 18pt; margin-bottom: 1.2em; }
-h2 { font-size: 15pt; }
-ol.mcq-list { padding-left: 0; list-style: none; }
-li.mcq-item { margin-bottom: 1em; break-inside: avoid; page-break-inside: avoid; }
-.mcq-question { font-weight: bold; }
-.mcq-question .mcq-number { margin-right: 0.3em; }
-.mcq-options { list-style: none; padding-left: 1.5em; margin: 0.3em 0 0; }
-.mcq-option { margin: 0.15em 0; }
-.mcq-warning { font-style: italic; font-size: 11pt; color: #555; }
-.answer-key { break-before: page; page-break-before: always; }
-.answer-key table { border-collapse: collapse; }
-.answer-key td, .answer-key th { border: 1px solid #000; padding: 0.2em 0.8em;
-       text-align: center; }
-@media print {
-  body { margin: 0; max-width: none; }
-  @page { size: A4; margin: 2cm; }
-}
-"""
-
-
-def render_printable_html(
-    items: Sequence[MCQ | str], title: str, lang: str = "vi"
-) -> str:
-    """Render a complete, printable HTML page of numbered MCQs with a key.
-
-    Questions come first (no answers shown), then the answer key on a new
-    printed page.  Invalid items are still printed, with a short note, so that
-    the numbering matches what the teacher saw in the app.
-
-    Args:
-        items: MCQs or raw texts.
-        title: Page and heading title (escaped).
-        lang: ``"vi"`` (default) or ``"en"`` for the interface strings.
-
-    Returns:
-        A full HTML document as a string.
-    """
-    lang = _lang(lang)
-    ui = _UI[lang]
-    body: list[str] = []
-    key_rows: list[str] = []
-    for number, item in enumerate(items, start=1):
-        check = validate_mcq(item)
-        mcq = check.mcq
-        stem = _esc_multiline(mcq.question) if mcq.question else _esc(ui["no_question"])
-        body.append(
-            f'<li class="mcq-item"><div class="mcq-question">'
-            f'<span class="mcq-number">{_esc(ui["question"])} {number}.</span> {stem}</div>'
-        )
-        if mcq.options:
-            body.append('<ul class="mcq-options">')
-            for letter, text in mcq.options.items():
-                body.append(
-                    f'<li class="mcq-option"><strong>{_esc(letter)}.</strong> {_esc(text)}</li>'
-                )
-            body.append("</ul>")
-        if not check.valid:
-            reasons = " ".join(describe_reasons(check.reasons, lang))
-            body.append(f'<div class="mcq-warning">{_esc(ui["invalid"])} {_esc(reasons)}</div>')
-        body.append("</li>")
-        answer = mcq.answer if mcq.answer is not None else "—"
-        key_rows.append(f"<tr><td>{number}</td><td>{_esc(answer)}</td></tr>")
-
-    t = _esc(title)
-    return (
-        f'<!DOCTYPE html>\n<html lang="{lang}">\n<head>\n<meta charset="utf-8">\n'
-        f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{t}</title>\n<style>{_PRINT_CSS}</style>\n</head>\n<body>\n"
-        f"<h1>{t}</h1>\n"
-        f'<ol class="mcq-list">\n{"".join(body)}\n</ol>\n'
-        f'<section class="answer-key">\n<h2>{_esc(ui["answer_key"])}</h2>\n'
-        f'<table><thead><tr><th>{_esc(ui["question"])}</th><th>{_esc(ui["answer"])}</th>'
-        f'</tr></thead>\n<tbody>{"".join(key_rows)}</tbody></table>\n</section>\n'
-        f"</body>\n</html>\n"
-    )
 
 
 # ---------------------------------------------------------------------------

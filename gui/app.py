@@ -1,44 +1,39 @@
 """The app's frame: header, language switch, the tabs in order, the shared state, and the server.
 
-Language: one Blocks is built per language, every label in it from the text tables, and both are
+Language: one Blocks is built per language, every label in it from the locale table (``core.locale``), and both are
 served by one FastAPI app: the ``--lang`` one at ``/`` and the other at ``/<lang>/``. The header's
 "English | Tiếng Việt" link switches between them. Training state lives in the engine
-(``core.train``), so both pages show the same run.
+(``core.train.job``), so both pages show the same run.
 """
 
 from __future__ import annotations
 
 import html
-import importlib
 import logging
 import traceback
 from pathlib import Path
-from types import ModuleType
 
 import gradio as gr
 
 from core import config as C
+from core.locale import LANGS
+from core.locale import text as t
 from core.paths import default_runs_dir
-from gui import tab_dataset, tab_params, tab_training
-from gui.common import AppContext
-from gui.i18n import LANGS, register, t
+from gui.state import AppContext
+from gui.tabs import analysis, classroom, compare, dataset, merge, params, training
 
 log = logging.getLogger("lora_studio.gui")
 
 TITLE = "LoRA Studio"
 CSS_PATH = Path(__file__).with_name("theme.css")
-# Tab modules in display order; the last four are optional at import time (skipped with a warning).
-TABS = ("tab_dataset", "tab_params", "tab_training", "tab_merge", "tab_compare", "tab_classroom", "tab_analysis")
+# The tabs in display order: (name = locale area and element id "tab-<name>", module). The first three are the
+# path to a run; a later one that fails to build shows why instead of taking the app down.
+TABS = (("dataset", dataset), ("params", params), ("training", training), ("merge", merge), ("compare", compare),
+        ("classroom", classroom), ("analysis", analysis))
+ESSENTIAL = ("dataset", "params", "training")
 LANG_NAMES = {"vi": "Tiếng Việt", "en": "English"}
 UPLOADS = "_uploads"  # under runs_dir; list_runs ignores it (no run.json)
 
-TEXT = register(__name__, {
-    "app.tagline": {
-        "en": "Fine-tune a small language model with LoRA, watch it learn, merge it, and check it.",
-        "vi": "Tinh chỉnh mô hình ngôn ngữ nhỏ bằng LoRA, xem mô hình học, gộp adapter và kiểm tra kết quả."},
-    "app.language": {"en": "Language", "vi": "Ngôn ngữ"},
-    "app.tab_missing": {"en": "This tab could not be loaded: {err}", "vi": "Không nạp được thẻ này: {err}"},
-})
 
 
 def theme() -> gr.themes.Theme:
@@ -70,16 +65,6 @@ def header_html(lang: str, switch: dict[str, str] | None) -> str:
             f'</header>')
 
 
-def _import_tab(name: str) -> ModuleType | None:
-    if name in ("tab_dataset", "tab_params", "tab_training"):
-        return {"tab_dataset": tab_dataset, "tab_params": tab_params, "tab_training": tab_training}[name]
-    try:
-        return importlib.import_module(f"gui.{name}")
-    except Exception:  # noqa: BLE001 - a missing or broken optional tab must not take the app down
-        log.warning("skipping tab gui.%s: it failed to import\n%s", name, traceback.format_exc())
-        return None
-
-
 def build_app(lang: str = "vi", runs_dir: str | Path | None = None, *, switch: dict[str, str] | None = None
               ) -> gr.Blocks:
     """Build the whole app in one language.
@@ -95,7 +80,7 @@ def build_app(lang: str = "vi", runs_dir: str | Path | None = None, *, switch: d
         raise ValueError(f"lang must be one of {LANGS}, got {lang!r}")
     runs_dir = Path(runs_dir or default_runs_dir()).resolve()
     upload_dir = runs_dir / UPLOADS
-    cfg0 = tab_params.initial_config()
+    cfg0 = params.initial_config()
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
         gr.HTML(header_html(lang, switch))
         ctx = AppContext(
@@ -107,21 +92,19 @@ def build_app(lang: str = "vi", runs_dir: str | Path | None = None, *, switch: d
         )
         built = {}
         with gr.Tabs(elem_id="ls-tabs"):
-            for name in TABS:
-                module = _import_tab(name)
-                if module is None:
-                    continue
-                title = getattr(module, "TAB_TITLE", {}).get(lang, name)
-                with gr.Tab(title, id=name, elem_id=name.replace("_", "-")):
+            for name, module in TABS:
+                with gr.Tab(t(f"{name}.tab", lang), id=f"tab_{name}", elem_id=f"tab-{name}"):
                     try:
                         built[name] = module.build(ctx)
-                    except Exception as e:  # noqa: BLE001 - an optional tab that fails to build shows why
-                        if name in ("tab_dataset", "tab_params", "tab_training"):
+                    except Exception as e:  # noqa: BLE001 - a later tab that fails to build shows why
+                        if name in ESSENTIAL:
                             raise
-                        log.warning("tab gui.%s failed to build\n%s", name, traceback.format_exc())
+                        log.warning("tab gui.tabs.%s failed to build\n%s", name, traceback.format_exc())
                         gr.HTML(f'<div class="ls-error">{html.escape(t("app.tab_missing", lang, err=e))}</div>')
         # what a page shows on open: the dataset, the checks and memory, the run in progress
-        for name, module in (("tab_dataset", tab_dataset), ("tab_params", tab_params), ("tab_training", tab_training)):
+        for name, module in TABS:
+            if name not in ESSENTIAL:
+                continue
             fn, inputs, outputs = module.initial_load(built[name], ctx)
             demo.load(fn, inputs, outputs, api_name=False)
     return demo

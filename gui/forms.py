@@ -17,17 +17,9 @@ from typing import Any, Union, get_origin
 
 from core import config as C
 from core.errors import ConfigError
-from core.models import model_choices
-from gui.i18n import register, t
+from core.models.registry import model_choices
+from core.locale import text as t
 
-TEXT = register(__name__, {
-    "form.basic": {"en": "Basic settings", "vi": "Thiết lập cơ bản"},
-    "form.advanced": {"en": "Advanced settings", "vi": "Thiết lập nâng cao"},
-    "form.section.model": {"en": "Model", "vi": "Mô hình"},
-    "form.section.lora": {"en": "LoRA adapter", "vi": "Adapter LoRA"},
-    "form.section.data": {"en": "Data formatting", "vi": "Định dạng dữ liệu"},
-    "form.section.train": {"en": "Training", "vi": "Huấn luyện"},
-})
 
 # Chosen on the Dataset tab, not in this form.
 DATASET_KEYS = ("data.source", "data.hub_split", "data.column_map")

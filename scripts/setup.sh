@@ -28,7 +28,7 @@ fi
 # Materialise the embedded models once (GGUF → safetensors cache, 20–60 s each), so that the app and the
 # demo preset start in seconds. Cached in ${LORA_STUDIO_CACHE:-~/.cache/lora-studio}.
 .venv/bin/python - <<'PY'
-from core.models import EMBEDDED, resolve_model
+from core.models.registry import EMBEDDED, resolve_model
 for key in EMBEDDED:
     print(f"setup: model embedded:{key} ready in {resolve_model('embedded:' + key)}")
 PY

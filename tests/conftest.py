@@ -23,14 +23,14 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="session")
 def smollm2_dir() -> Path:
     """The embedded SmolLM2-135M-Instruct, materialised once into the cache."""
-    from core.models import resolve_model
+    from core.models.registry import resolve_model
 
     return Path(resolve_model("embedded:smollm2-135m-instruct"))
 
 
 @pytest.fixture(scope="session")
 def tokenizer(smollm2_dir):
-    from core.models import load_tokenizer
+    from core.models.load import load_tokenizer
 
     return load_tokenizer(str(smollm2_dir))
 
@@ -39,8 +39,15 @@ def tokenizer(smollm2_dir):
 def micro_model_factory(tmp_path_factory, smollm2_dir):
     """Builder of micro random models (Llama or Qwen2) with SmolLM2's real tokenizer, saved to disk."""
     import torch
-    from transformers import (AutoTokenizer, Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM,
-                              Qwen2Config, Qwen2ForCausalLM)
+    from transformers import (
+        AutoTokenizer,
+        Gemma3ForCausalLM,
+        Gemma3TextConfig,
+        LlamaConfig,
+        LlamaForCausalLM,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+    )
 
     cache: dict = {}
 

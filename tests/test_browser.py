@@ -7,7 +7,6 @@ installs it). The app runs as a subprocess on a free port with its runs folder i
 
 from __future__ import annotations
 
-import importlib
 import os
 import socket
 import subprocess
@@ -17,11 +16,14 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, SHORT_MCQ
 
+from core.locale import text as t
+
 CHROMIUM = Path("/usr/bin/chromium")
-SHOTS = REPO / "assets" / "screenshots"
+# the walk-through keeps its screenshots out of the tracked tree (the README's are made by scripts/screenshots.py
+# from a trained demo run)
+SHOTS = REPO / "test-artifacts" / "screenshots"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync"]
 
@@ -91,15 +93,9 @@ def _tab(page, title: str) -> None:
     page.get_by_role("tab", name=title, exact=True).click()
 
 
-def _text(module: str, key: str) -> str | None:
-    """A label of another tab (GUI-B's), or None when that tab is not in the app."""
-    from gui.i18n import t
-
-    try:
-        table = importlib.import_module(f"gui.{module}").TEXT
-    except ImportError:
-        return None
-    return table[key]["vi"] if key in table else t(key, "vi")  # a tab may use another tab's text
+def _text(key: str) -> str:
+    """A label of the Vietnamese page."""
+    return t(key, "vi")
 
 
 def _plot_points(page) -> int:
@@ -205,35 +201,29 @@ def test_dataset_train_stop_merge_compare(page, server, micro_model):
     assert run_dirs[0].name in page.locator("#tr-progress").inner_text()
     phase("training stopped")
 
-    # --- Merge & export, Compare, Classroom (GUI-B's tabs), when present
-    merge_title = _module_title("tab_merge")
-    if merge_title:
-        _tab(page, merge_title)
-        panel = page.locator("#tab-merge")
-        panel.get_by_role("button", name=_text("tab_merge", "refresh_runs")).click()
-        page.wait_for_timeout(800)
-        panel.get_by_role("button", name=_text("tab_merge", "merge_button")).click()
-        page.wait_for_selector("#tab-merge .ls-merge-badge, #tab-merge .ls-error", timeout=90_000)
-        assert panel.locator(".ls-error").count() == 0, panel.inner_text()
-        assert (run_dirs[0] / "merged" / "merge_report.json").exists()
-        _shot(page, "merge.png")
+    # --- Merge & export, Compare, Classroom
+    _tab(page, _text("merge.tab"))
+    panel = page.locator("#tab-merge")
+    panel.get_by_role("button", name=_text("runs.refresh_runs")).click()
+    page.wait_for_timeout(800)
+    panel.get_by_role("button", name=_text("merge.merge_button")).click()
+    page.wait_for_selector("#tab-merge .ls-merge-badge, #tab-merge .ls-error", timeout=90_000)
+    assert panel.locator(".ls-error").count() == 0, panel.inner_text()
+    assert (run_dirs[0] / "merged" / "merge_report.json").exists()
+    _shot(page, "merge.png")
     phase("merged")
-    compare_title = _module_title("tab_compare")
-    if compare_title:
-        _tab(page, compare_title)
-        panel = page.locator("#tab-compare")
-        panel.get_by_role("button", name=_text("tab_compare", "refresh_runs")).click()
-        page.wait_for_timeout(1500)
-        panel.get_by_role("button", name=_text("tab_compare", "generate")).click()
-        page.wait_for_selector("#tab-compare .ls-pane", timeout=90_000)
-        assert panel.locator(".ls-error").count() == 0, panel.inner_text()
-        _shot(page, "compare.png", full_page=False)  # a random micro model writes pages of noise
+    _tab(page, _text("compare.tab"))
+    panel = page.locator("#tab-compare")
+    panel.get_by_role("button", name=_text("runs.refresh_runs")).click()
+    page.wait_for_timeout(1500)
+    panel.get_by_role("button", name=_text("compare.generate")).click()
+    page.wait_for_selector("#tab-compare .ls-pane", timeout=90_000)
+    assert panel.locator(".ls-error").count() == 0, panel.inner_text()
+    _shot(page, "compare.png", full_page=False)  # a random micro model writes pages of noise
     phase("compared")
-    classroom_title = _module_title("tab_classroom")
-    if classroom_title:
-        _tab(page, classroom_title)
-        page.wait_for_timeout(1000)
-        _shot(page, "classroom.png", full_page=False)
+    _tab(page, _text("classroom.tab"))
+    page.wait_for_timeout(1000)
+    _shot(page, "classroom.png", full_page=False)
 
     phase("classroom shown")
     # --- the English page is the same app in English
@@ -242,10 +232,3 @@ def test_dataset_train_stop_merge_compare(page, server, micro_model):
     assert page.get_by_role("tab", name="Hyperparameters", exact=True).is_visible()
     assert page.locator("#lang-vi").get_attribute("href") == "../"
     print(f"browser walk-through took {time.time() - t0:.0f} s")
-
-
-def _module_title(module: str) -> str | None:
-    try:
-        return importlib.import_module(f"gui.{module}").TAB_TITLE["vi"]
-    except (ImportError, AttributeError, KeyError):
-        return None

@@ -8,10 +8,11 @@ import pandas as pd
 import pytest
 
 from core import data as D
+from core import tasks
 from core.config import DataConfig
 from core.errors import DataError
 from core.mcq import validate_mcq
-from core.templates import MCQ_INSTRUCTION, TEMPLATE_FOR_SCHEMA
+from core.tasks.mcq import MCQ_INSTRUCTION
 
 
 def mcq_frame(n_contexts: int = 6, per_context: int = 2, **renames) -> pd.DataFrame:
@@ -34,7 +35,7 @@ def test_bundled_samples_are_recognised_without_help(source, schema):
     frame = D.load_frame(DataConfig(source=source))
     guess = D.detect_schema(frame.columns)
     assert guess.schema == schema
-    assert D.resolve_template("auto", schema) == TEMPLATE_FOR_SCHEMA[schema]
+    assert D.resolve_template("auto", schema) == tasks.for_schema(schema).name
 
 
 @pytest.mark.parametrize("columns,schema,mapping", [

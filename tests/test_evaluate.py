@@ -7,11 +7,13 @@ import math
 from pathlib import Path
 
 import pytest
-
 from conftest import micro_overrides
+
 from core import config as C
-from core.evaluate import evaluate_run, parse_price, price_baselines, report_table
-from core.train import TrainingJob
+from core.evaluate import evaluate_run, report_table
+from core.tasks.price import baselines as price_baselines
+from core.tasks.price import parse_price
+from core.train.job import TrainingJob
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +27,7 @@ def test_evaluate_writes_the_report_for_base_and_adapter(mcq_run):
     saved = json.loads((mcq_run / "eval_report.json").read_text(encoding="utf-8"))
     assert saved == report
     assert report["split"] == "test" and report["n_prompts"] == 2
-    from core.generate import MCQ_REPETITION_PENALTY
+    from core.tasks.mcq import MCQ_REPETITION_PENALTY
 
     # MCQ generation is measured as the Classroom tab generates: greedy with the MCQ repetition penalty
     assert report["decoding"] == {"greedy": True, "repetition_penalty": MCQ_REPETITION_PENALTY}

@@ -6,11 +6,13 @@ import json
 
 import pandas as pd
 import pytest
-
 from conftest import SHORT_MCQ, read_jsonl
-from core.errors import DataError, StudioError
-from core.generate import Decoding, first_divergence, parse_which
 from test_merge import fp32_merged, fp32_run  # noqa: F401 - shared session fixtures (trained once)
+
+from core.errors import DataError, StudioError
+from core.config import DecodingConfig
+from core.inference.generate import first_divergence, logits_processors
+from core.inference.modelset import parse_which
 
 
 @pytest.mark.parametrize("a,b,expected", [
@@ -45,35 +47,35 @@ def test_generate_cli_writes_base_adapter_merged_columns(fp32_merged, fp32_run, 
 
 
 def test_generate_file_names_the_row_that_lacks_a_context(fp32_run, tmp_path):
-    from core.generate import generate_file
+    from core.inference.batch import generate_file
 
     src = tmp_path / "bad.csv"
     src.write_text("question\nRAM là gì?\n", encoding="utf-8")
     with pytest.raises(DataError, match="bad.csv row 1"):
-        generate_file(fp32_run, src, tmp_path / "o.csv", which=("adapter",), decoding=Decoding(max_new_tokens=2))
+        generate_file(fp32_run, src, tmp_path / "o.csv", which=("adapter",), decoding=DecodingConfig(max_new_tokens=2))
 
 
 def test_repetition_penalty_counts_the_answer_only():
     import torch
 
-    procs = Decoding(repetition_penalty=2.0).logits_processors(prompt_length=3)
+    procs = logits_processors(DecodingConfig(repetition_penalty=2.0), prompt_length=3)
     ids = torch.tensor([[5, 6, 7, 8, 9]])  # prompt 5 6 7, then the answer so far: 8 9
     scores = procs(ids, torch.full((1, 12), 4.0))[0]
     assert scores[[8, 9]].tolist() == [2.0, 2.0]  # the answer's own tokens: 4 / 2
     assert scores[[5, 6, 7, 0, 11]].tolist() == [4.0] * 5  # the prompt's are free to copy
-    assert len(Decoding().logits_processors(3)) == 0  # 1.0: nothing added
+    assert len(logits_processors(DecodingConfig(), 3)) == 0  # 1.0: nothing added
 
 
 def test_repetition_penalty_changes_what_a_looping_model_writes(micro_model):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from core.generate import generate
+    from core.inference.generate import generate
 
     tok = AutoTokenizer.from_pretrained(micro_model)
     model = AutoModelForCausalLM.from_pretrained(micro_model).eval()
     prompt = "Câu hỏi: Bộ nhớ RAM là gì?"
-    greedy = generate(model, tok, [prompt], Decoding(max_new_tokens=24))[0].token_ids
+    greedy = generate(model, tok, [prompt], DecodingConfig(max_new_tokens=24))[0].token_ids
     assert len(set(greedy)) < len(greedy), "a random micro model loops under greedy decoding"
-    strict = generate(model, tok, [prompt], Decoding(max_new_tokens=24, repetition_penalty=1e6))[0].token_ids
+    strict = generate(model, tok, [prompt], DecodingConfig(max_new_tokens=24, repetition_penalty=1e6))[0].token_ids
     assert strict[0] == greedy[0]  # nothing to penalise yet
     assert len(set(strict)) == len(strict), strict  # no token of the answer twice

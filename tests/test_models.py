@@ -7,19 +7,23 @@ import time
 import pytest
 
 from core import config as C
-from core import models as M
 from core.errors import ModelLoadError
+from core.models.load import effective_precision, load_model, load_tokenizer
+from core.models.lora import build_lora_config, count_parameters
+from core.models import memory
+from core.models.memory import PROBE_MAX_LAYER_PARAMS, activation_bytes, data_profile, estimate_memory
+from core.models.registry import resolve_model
 
 
 def test_unknown_embedded_key():
     with pytest.raises(ModelLoadError, match="unknown embedded model 'embedded:gpt-9'"):
-        M.resolve_model("embedded:gpt-9")
+        resolve_model("embedded:gpt-9")
 
 
 def test_unknown_hub_id_offline_fails_fast_and_clearly():
     t0 = time.monotonic()
     with pytest.raises(ModelLoadError) as e:
-        M.resolve_model("nobody/no-such-model-xyz")
+        resolve_model("nobody/no-such-model-xyz")
     assert "nobody/no-such-model-xyz" in str(e.value) and "unreachable" in str(e.value)
     assert e.value.field == "model.name_or_path"
     assert time.monotonic() - t0 < 20  # no minute of retries (a loose bound, not a benchmark)
@@ -28,12 +32,12 @@ def test_unknown_hub_id_offline_fails_fast_and_clearly():
 @pytest.mark.parametrize("name", ["", "just-a-word", "a/b/c"])
 def test_malformed_model_names(name):
     with pytest.raises(ModelLoadError):
-        M.resolve_model(name or "./missing-folder")
+        resolve_model(name or "./missing-folder")
 
 
 def test_embedded_model_loads_from_the_cache(smollm2_dir):
     cfg = C.ModelConfig()
-    model, tok, path = M.load_model(cfg)
+    model, tok, path = load_model(cfg)
     assert path == str(smollm2_dir) and (smollm2_dir / "model.safetensors").exists()
     assert model.config.model_type == "llama" and tok.eos_token == "<|im_end|>"
     assert getattr(model, "hf_quantizer", None) is None
@@ -49,8 +53,8 @@ def test_parameter_count_matches_a_real_peft_model(micro_model, changes):
     cfg.model.name_or_path = str(micro_model)
     for k, v in changes.items():
         C.set_value(cfg, k, v)
-    counted, _ = M.count_parameters(cfg)
-    real = get_peft_model(AutoModelForCausalLM.from_pretrained(micro_model), M.build_lora_config(cfg.lora))
+    counted, _ = count_parameters(cfg)
+    real = get_peft_model(AutoModelForCausalLM.from_pretrained(micro_model), build_lora_config(cfg.lora))
     trainable, total = real.get_nb_trainable_parameters()
     assert counted.trainable == trainable
     assert counted.total == total
@@ -58,15 +62,15 @@ def test_parameter_count_matches_a_real_peft_model(micro_model, changes):
 
 def test_memory_estimate_grows_with_batch_and_shrinks_with_4bit(smollm2_dir):
     cfg = C.RunConfig()
-    small = M.estimate_memory(cfg)
+    small = estimate_memory(cfg)
     C.set_value(cfg, "train.per_device_train_batch_size", 16)
-    big = M.estimate_memory(cfg)
+    big = estimate_memory(cfg)
     assert big.activations == pytest.approx(4 * small.activations, rel=1e-6) and big.total > small.total
     assert big.logits == 4 * small.logits
     C.set_value(cfg, "model.load_in_4bit", True)
-    assert M.estimate_memory(cfg).weights < big.weights
+    assert estimate_memory(cfg).weights < big.weights
     C.set_value(cfg, "train.gradient_checkpointing", True)
-    assert M.estimate_memory(cfg).activations < big.activations
+    assert estimate_memory(cfg).activations < big.activations
     assert small.verdict in ("fits", "tight", "does_not_fit")
     assert small.params.trainable > 0 and small.total == sum(v for k, v in small.breakdown().items() if k != "total")
 
@@ -77,7 +81,7 @@ def _saved_for_backward(model_dir, cfg, seq_len: int) -> int:
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM
 
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir), M.build_lora_config(cfg.lora)).train()
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir), build_lora_config(cfg.lora)).train()
     weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
     shapes = {tuple(p.shape) for p in model.parameters() if p.dim() >= 2}
     kept = {}
@@ -98,31 +102,31 @@ def test_activation_probe_extrapolates_two_layers_to_the_real_depth(micro_model_
     deep = micro_model_factory(layers=6)
     cfg = C.RunConfig()
     cfg.model.name_or_path = str(deep)
-    _, mconf = M.count_parameters(cfg)
-    per_layer, outside = M.activation_bytes(cfg, mconf, 64)
+    _, mconf = count_parameters(cfg)
+    per_layer, outside = activation_bytes(cfg, mconf, 64)
     assert per_layer > 64 * 4  # at least the layer's input, in float32
     assert 64 * (6 * per_layer + outside) == pytest.approx(_saved_for_backward(deep, cfg, 64), rel=0.05)
 
-    big = M.activation_bytes(cfg, mconf, 64, layer_params=M.PROBE_MAX_LAYER_PARAMS + 1)
+    big = activation_bytes(cfg, mconf, 64, layer_params=PROBE_MAX_LAYER_PARAMS + 1)
     assert big is None  # a 7B-class layer is not built: the estimate falls back to its formula
 
     C.set_value(cfg, "lora.lora_dropout", 0.0)  # no dropout: LoRA's inputs are not copied
-    no_dropout = M.activation_bytes(cfg, mconf, 64)[0]
+    no_dropout = activation_bytes(cfg, mconf, 64)[0]
     assert no_dropout < per_layer
     C.set_value(cfg, "train.precision", "bf16")  # 16-bit activations (a few norms stay float32)
-    assert 0.4 < M.activation_bytes(cfg, mconf, 64)[0] / no_dropout < 0.8
+    assert 0.4 < activation_bytes(cfg, mconf, 64)[0] / no_dropout < 0.8
 
 
 def test_activation_probe_extrapolates_long_rows(micro_model, monkeypatch):
     """Past PROBE_MAX_LENGTH the per-token bytes are extrapolated from two shorter probes."""
     cfg = C.RunConfig()
     cfg.model.name_or_path = str(micro_model)
-    _, mconf = M.count_parameters(cfg)
-    measured = M.activation_bytes(cfg, mconf, 256)
-    monkeypatch.setattr(M, "PROBE_MAX_LENGTH", 128)
-    extrapolated = M.activation_bytes(cfg, mconf, 256)
+    _, mconf = count_parameters(cfg)
+    measured = activation_bytes(cfg, mconf, 256)
+    monkeypatch.setattr(memory, "PROBE_MAX_LENGTH", 128)
+    extrapolated = activation_bytes(cfg, mconf, 256)
     assert extrapolated[0] == pytest.approx(measured[0], rel=0.1)
-    assert extrapolated[0] >= M.activation_bytes(cfg, mconf, 128)[0]
+    assert extrapolated[0] >= activation_bytes(cfg, mconf, 128)[0]
 
 
 def test_memory_estimate_from_the_data_counts_the_logits_the_batch_computes(micro_model):
@@ -131,13 +135,13 @@ def test_memory_estimate_from_the_data_counts_the_logits_the_batch_computes(micr
     from core import data as D
 
     cfg = C.load_yaml("presets/demo.yaml", micro_overrides(micro_model, **{"data.max_length": 512}))
-    profile = M.data_profile(cfg)
-    prepared = D.prepare(cfg.data, M.load_tokenizer(str(micro_model)), seed=cfg.train.seed)
+    profile = data_profile(cfg)
+    prepared = D.prepare(cfg.data, load_tokenizer(str(micro_model)), seed=cfg.train.seed)
     assert profile.seq_len == min(prepared.stats.p95, 512) < 512  # the short MCQs are far below max_length
     rows = prepared.train
     learned = sum(sum(1 for x in e.labels if x != -100) for e in rows) / sum(len(e.input_ids) for e in rows)
     assert 0 < profile.learned_fraction == pytest.approx(learned)
-    assert M.data_profile(cfg) is profile  # cached: the form can ask on every change
+    assert data_profile(cfg) is profile  # cached: the form can ask on every change
 
     # a batch of every row is padded to the longest; it computes logits where any row learns the next token
     everything = profile.batch_shape(len(rows))
@@ -149,19 +153,19 @@ def test_memory_estimate_from_the_data_counts_the_logits_the_batch_computes(micr
     assert one.logit_positions <= longest_answer
     assert one.logit_positions <= batch.logit_positions <= min(batch.padded_length, len(union))
 
-    bound, est = M.estimate_memory(cfg), M.estimate_memory(cfg, profile=profile)
+    bound, est = estimate_memory(cfg), estimate_memory(cfg, profile=profile)
     assert est.logits * 512 == bound.logits * batch.logit_positions
     assert est.activations < bound.activations
     C.set_value(cfg, "train.skip_prompt_logits", False)  # trl's path: every position's logits are computed
-    assert M.estimate_memory(cfg, profile=profile).logits * 512 == bound.logits * batch.padded_length
+    assert estimate_memory(cfg, profile=profile).logits * 512 == bound.logits * batch.padded_length
 
 
 def test_effective_precision_follows_the_trainer():
     import torch
 
-    assert M.effective_precision("bf16") == "bf16" and M.effective_precision("fp32") == "fp32"
+    assert effective_precision("bf16") == "bf16" and effective_precision("fp32") == "fp32"
     expected = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if torch.cuda.is_available() else "fp32"
-    assert M.effective_precision("auto") == expected
+    assert effective_precision("auto") == expected
 
 
 def test_cli_estimate_prints_what_the_estimate_assumes(micro_model, capsys):

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import micro_overrides, read_jsonl
+
 from core import config as C
 from core.errors import JobError
-from core.train import TrainingJob, last_checkpoint
+from core.run import last_checkpoint
+from core.train.job import TrainingJob
 
 DEMO = "presets/demo.yaml"
 
@@ -198,13 +199,13 @@ def test_sparse_logits_loss_equals_the_full_loss(micro_model, tokenizer):
     from collections import defaultdict
     from types import SimpleNamespace
 
+    from conftest import SHORT_MCQ
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from conftest import SHORT_MCQ
     from core import data as D
-    from core.models import build_lora_config
-    from core.train import sparse_logits_loss
+    from core.models.lora import build_lora_config
+    from core.train.trainer import sparse_logits_loss
 
     prepared = D.prepare(C.DataConfig(source=str(SHORT_MCQ), validation_fraction=0), tokenizer)
     rows = prepared.train[:3]
@@ -234,7 +235,7 @@ def test_sparse_logits_loss_equals_the_full_loss(micro_model, tokenizer):
 
 def test_a_run_whose_max_length_cuts_the_answers_says_so(micro_model, tmp_path):
     """The bundled MCQs are ~650 SmolLM2 tokens: at max_length 600 the longest lose the end of their answer (and its key)."""
-    from core.train import TrainingJob
+    from core.train.job import TrainingJob
 
     cfg = C.load_yaml(DEMO, micro_overrides(micro_model, **{"data.source": "sample:vi_informatics_mcq",
                                                             "data.max_length": 600, "train.max_steps": 1}))

@@ -1,0 +1,363 @@
+"""The command line: everything the GUI does, headless.
+
+    python -m core train PRESET.yaml [--set section.field=value …] [--runs-dir DIR]
+    python -m core resume RUN_DIR
+    python -m core presets
+    python -m core inspect-data FILE_OR_SAMPLE [--set data.field=value …] [--model NAME]
+    python -m core estimate PRESET.yaml [--set …]
+    python -m core merge RUN_DIR [--dtype float32|bfloat16|float16] [--onto auto|original|dequantized|4bit] [--out DIR]
+    python -m core generate RUN_DIR --input FILE.jsonl --out FILE.csv [--which base,adapter,merged] [--max-new-tokens N]
+    python -m core chain STAGE1.yaml STAGE2.yaml [… more] [--set k=v …] [--stage-set N:k=v …] [--runs-dir DIR]
+
+Errors print one line, ``error: <what> (<field or file>)``, and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from core import config as C
+from core import locale
+from core.errors import ConfigError, StudioError
+from core.run import RunFolder
+
+
+def _settings(cls, args, flags: dict[str, str]):
+    """A DecodingConfig / MergeConfig / AnalysisConfig from the command's flags, bounds checked up front.
+
+    Args:
+        cls: the config dataclass.
+        flags: field name → the flag that sets it (the errors name the flag).
+    Raises:
+        ConfigError: one line naming the flag and its value.
+    """
+    obj = cls()
+    for name, flag in flags.items():
+        value = getattr(args, flag.lstrip("-").replace("-", "_"), None)
+        if value is not None:
+            C.set_field(obj, name, value, key=flag)
+    errors = [i for i in C.validate_section(obj, names=flags) if i.level == "error"]
+    if errors:
+        raise ConfigError("; ".join(map(str, errors)), field=errors[0].field)
+    return obj
+
+
+def _cmd_train(args) -> int:
+    from core.train.job import TrainingJob
+
+    cfg = C.load_yaml(_preset_path(args.preset), args.set)
+    job = TrainingJob(cfg, args.runs_dir)
+    run_dir = job.run()
+    for w in job.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    print(job.message, file=sys.stderr)
+    print(run_dir)
+    return 0
+
+
+def _cmd_resume(args) -> int:
+    from core.errors import JobError
+    from core.train.job import TrainingJob
+
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise JobError(f"not a run folder (no config.yaml): {run_dir}", field=str(run_dir))
+    cfg = C.load_yaml(run_dir / "config.yaml", args.set)
+    job = TrainingJob(cfg, run_dir.parent, resume_dir=run_dir)
+    print(job.run())
+    return 0
+
+
+def _preset_path(name: str) -> Path:
+    from core.paths import PRESETS_DIR
+
+    path = Path(name)
+    if not path.exists() and (PRESETS_DIR / name).exists():
+        return PRESETS_DIR / name
+    if not path.exists() and (PRESETS_DIR / f"{name}.yaml").exists():
+        return PRESETS_DIR / f"{name}.yaml"
+    return path
+
+
+def _cmd_presets(args) -> int:
+    from core.presets import list_presets
+
+    for p in list_presets():
+        print(f"{p.name:<28} {p.summary}")
+    return 0
+
+
+def _cmd_inspect(args) -> int:
+    from core import data as D
+    from core.models.load import load_tokenizer
+    from core.models.registry import resolve_model
+    cfg = C.RunConfig()
+    cfg.data.source = args.source
+    for expr in args.set:
+        C.set_value(cfg, *C.parse_set(expr))
+    if args.model:
+        cfg.model.name_or_path = args.model
+    frame = D.load_frame(cfg.data)
+    guess = D.detect_schema(frame.columns, cfg.data.column_map)
+    template = D.resolve_template(cfg.data.template, guess.schema)
+    print(f"source:   {cfg.data.source}")
+    print(f"rows:     {len(frame)}")
+    print(f"columns:  {', '.join(map(str, frame.columns))}")
+    print(f"schema:   {guess.schema} ({guess.describe('en')})")
+    print("mapping:  " + ", ".join(f"{role} <- {col}" for role, col in guess.column_map.items()))
+    print(f"template: {template}")
+    held = sum(D.holdout_mask(frame))
+    if held:
+        print(f"held-out: {held} rows marked as a test split")
+    if args.no_tokens:
+        return 0
+    tok = load_tokenizer(resolve_model(cfg.model.name_or_path))
+    prepared = D.prepare(cfg.data, tok, frame=frame)
+    s = prepared.stats
+    print(f"tokens ({cfg.model.name_or_path}): n={s.n} min={s.min} mean={s.mean:.1f} median={s.median:.0f} "
+          f"p95={s.p95} max={s.max}; {s.n_truncated} over max_length={s.max_length} ({s.n_answer_cut} with "
+          f"their answer cut short), {s.n_filtered} filtered")
+    print(f"split:    {len(prepared.train)} train / {len(prepared.validation)} validation / "
+          f"{len(prepared.test_index)} held-out test")
+    return 0
+
+
+def _cmd_estimate(args) -> int:
+    from core.models.memory import data_profile, estimate_memory, human_bytes
+    cfg = C.load_yaml(_preset_path(args.preset), args.set)
+    profile = data_profile(cfg)
+    est = estimate_memory(cfg, profile=profile)
+    p = est.params
+    print(f"data: {100 * profile.learned_fraction:.0f}% of the tokens are learned; a large batch of "
+          f"{est.batch_size} rows (95th percentile) is {est.length} tokens long (max_length {cfg.data.max_length}) "
+          f"and computes logits at {est.logit_positions} positions per row")
+    print(f"trainable parameters: {p.trainable:,} of {p.total:,} ({p.trainable_percent:.2f}%)")
+    for k, v in est.breakdown().items():
+        print(f"{k:<12} {human_bytes(v)}")
+    print(f"device: {est.device.name}, available {human_bytes(est.device.available_bytes)}: {est.verdict}")
+    for tip in est.advice:
+        print(f"tip: {tip}")
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    from core.evaluate import evaluate_run, report_table
+    from core.inference.modelset import parse_which
+
+    report = evaluate_run(args.run_dir, split=args.split, which=parse_which(args.which), limit=args.limit,
+                          max_new_tokens=args.max_new_tokens, repetition_penalty=args.repetition_penalty,
+                          progress=lambda stage, **fmt: print(locale.text(f"evaluate.stage.{stage}", "en", **fmt),
+                                                            file=sys.stderr))
+    rows = report_table(report)
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    print(f"{report['split']} split: {report['n_rows']} rows, {report['n_prompts']} prompts")
+    for r in rows:
+        print("  " + "  ".join(f"{k}={r[k]}" for k in keys if r.get(k) is not None))
+    if "forgetting" in report:
+        f = report["forgetting"]
+        print(f"forgetting: general-text perplexity {f['general_perplexity_before']} -> "
+              f"{f['general_perplexity_after']} (x{f['ratio']})")
+    if "baselines_mae" in report:
+        print(f"baselines MAE: {report['baselines_mae']}")
+    print(Path(args.run_dir) / "eval_report.json")
+    return 0
+
+
+def _cmd_analyze(args) -> int:
+    from core.analysis.explain import explain
+    from core.analysis.result import compare
+    from core.analysis.run import analyze_run
+
+    settings = _settings(C.AnalysisConfig, args, {"top_k": "--top-k", "epsilon": "--epsilon", "method": "--method"})
+    result, _ = analyze_run(args.run_dir, settings)
+    print(explain(result, lang=args.lang))
+    if args.against:
+        other, _ = analyze_run(args.against, settings)
+        print(json.dumps(compare(result, other), indent=1, default=str))
+    print(RunFolder(Path(args.run_dir)).analysis)
+    return 0
+
+
+def _say_merge_stage(stage: str, **fmt) -> None:
+    print(locale.text(f"merge.stage.{stage}", "en", **fmt), file=sys.stderr)
+
+
+def _cmd_merge(args) -> int:
+    from core.merge.markdown import summary
+    from core.merge.report import REPORT_MD
+    from core.merge.run import merge_run
+
+    settings = _settings(C.MergeConfig, args, {"dtype": "--dtype", "onto": "--onto", "n_prompts": "--prompts"})
+    report = merge_run(args.run_dir, dtype=settings.dtype, onto=settings.onto, out=args.out,
+                       n_prompts=settings.n_prompts, max_new_tokens=settings.max_new_tokens,
+                       progress=_say_merge_stage)
+    for name, r in report.results.items():
+        if name != report.target:
+            print(f"also measured, not saved: {name}: max |Δlogit| {r.max_abs_dlogit:.3g}, KL {r.kl_mean:.2g}, "
+                  f"greedy agreement {r.greedy_agreement:.1%}" + (" (lossy)" if r.lossy else ""), file=sys.stderr)
+    print(summary(report), file=sys.stderr)
+    print(f"report: {Path(report.out_dir) / REPORT_MD}", file=sys.stderr)
+    print(report.out_dir)
+    if report.lossy:
+        print(f"warning: lossy merge ({report.target}): the merged model is not the adapter as trained; "
+              "see the measured loss in the report", file=sys.stderr)
+        return 0
+    if not report.passed:
+        print("error: verification failed: the merged model does not answer like base + adapter "
+              f"({summary(report)})", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_generate(args) -> int:
+    from core.inference.batch import generate_file
+
+    decoding = _settings(C.DecodingConfig, args, {
+        "max_new_tokens": "--max-new-tokens", "do_sample": "--sample", "temperature": "--temperature",
+        "top_p": "--top-p", "seed": "--seed", "repetition_penalty": "--repetition-penalty"})
+    print(generate_file(args.run_dir, args.input, args.out, which=args.which, decoding=decoding))
+    return 0
+
+
+def _cmd_chain(args) -> int:
+    from core.merge.chain import run_chain
+    from core.merge.markdown import summary
+
+    per_stage: dict[int, list[str]] = {}
+    for expr in args.stage_set:
+        stage, sep, kv = expr.partition(":")
+        if not sep or not stage.strip().isdigit() or not 1 <= int(stage) <= len(args.presets):
+            raise ConfigError(f"--stage-set expects N:section.field=value with N from 1 to {len(args.presets)}, "
+                              f"got {expr!r}", field="--stage-set")
+        per_stage.setdefault(int(stage), []).append(kv)
+
+    def show(stage) -> None:
+        print(f"stage {stage.preset}: run {stage.run_dir}", file=sys.stderr)
+        if stage.merged is not None:
+            print(f"  merged into {stage.merged.out_dir}: {summary(stage.merged)}", file=sys.stderr)
+        print(stage.run_dir, flush=True)
+
+    run_chain([_preset_path(p) for p in args.presets], overrides=args.set, stage_overrides=per_stage,
+              runs_dir=args.runs_dir, dtype=args.dtype, n_prompts=args.prompts, on_stage=show)
+    return 0
+
+
+def _help(cls, name: str) -> str:
+    return next(f for f in C.fields_of(cls) if f.name == name).metadata["help"]["en"].replace("%", "%%")
+
+
+def _flag(parser, cls, name: str, flag: str, help: str | None = None) -> None:
+    """An option whose default, choices and help come from the config dataclass's field."""
+    tp = C.field_type_of(cls, name)
+    choices = C.literal_choices(tp)
+    default = getattr(cls(), name)
+    kind = None if choices else (str if tp is str else tp)
+    parser.add_argument(flag, default=default, choices=choices, type=kind,
+                        help=f"{help or _help(cls, name)} (default: {default})".replace("%", "%%"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m core", description="LoRA Studio, headless.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    t = sub.add_parser("train", help="train an adapter from a YAML preset")
+    t.add_argument("preset", help="a YAML preset file (or the name of one in presets/)")
+    t.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="override a setting, e.g. --set lora.r=8 (repeatable)")
+    t.add_argument("--runs-dir", default=None, help="parent folder of the run folder (default: runs/)")
+    t.set_defaults(func=_cmd_train)
+
+    r = sub.add_parser("resume", help="continue a stopped run from its last checkpoint")
+    r.add_argument("run_dir")
+    r.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="override a setting, e.g. --set train.max_steps=20")
+    r.set_defaults(func=_cmd_resume)
+
+    ls = sub.add_parser("presets", help="list the presets")
+    ls.set_defaults(func=_cmd_presets)
+
+    i = sub.add_parser("inspect-data", help="detect the schema and token statistics of a dataset")
+    i.add_argument("source", help="a CSV/JSON/JSONL/Parquet file, sample:NAME, or a Hub dataset id")
+    i.add_argument("--set", action="append", default=[], metavar="data.FIELD=VALUE")
+    i.add_argument("--model", default=None, help="tokenizer to count with (default: the default model)")
+    i.add_argument("--no-tokens", action="store_true", help="skip the token statistics (no model needed)")
+    i.set_defaults(func=_cmd_inspect)
+
+    e = sub.add_parser("estimate", help="trainable parameters and memory estimate of a preset")
+    e.add_argument("preset")
+    e.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE")
+    e.set_defaults(func=_cmd_estimate)
+    ev = sub.add_parser("evaluate", help="loss, MCQ validity, forgetting (and price MAE) of a run")
+    ev.add_argument("run_dir")
+    ev.add_argument("--split", default="test", choices=("test", "validation", "train"))
+    ev.add_argument("--which", default="base,adapter,merged", help="models to evaluate (merged if present)")
+    ev.add_argument("--limit", type=int, default=None, help="at most N generation prompts")
+    ev.add_argument("--max-new-tokens", type=int, default=None)
+    ev.add_argument("--repetition-penalty", type=float, default=None,
+                    help="penalty on the answer's own repeated tokens, the same for every model "
+                         "(default: 1.15 for MCQ generation, 1.0 otherwise; 1.0 = plain greedy)")
+    ev.set_defaults(func=_cmd_evaluate)
+
+    an = sub.add_parser("analyze", help="LoRA weight diagnostics: ΔW spectra, effective rank, intruder dimensions")
+    an.add_argument("run_dir")
+    an.add_argument("--against", default=None, help="a second run to compare with")
+    _flag(an, C.AnalysisConfig, "top_k", "--top-k")
+    _flag(an, C.AnalysisConfig, "epsilon", "--epsilon")
+    _flag(an, C.AnalysisConfig, "method", "--method")
+    an.add_argument("--lang", default="en", choices=("en", "vi"))
+    an.set_defaults(func=_cmd_analyze)
+
+    m = sub.add_parser("merge", help="merge a run's adapter into its base and verify the result")
+    m.add_argument("run_dir")
+    _flag(m, C.MergeConfig, "dtype", "--dtype")
+    _flag(m, C.MergeConfig, "onto", "--onto")
+    m.add_argument("--out", default=None, help="output folder (default: RUN_DIR/merged)")
+    _flag(m, C.MergeConfig, "n_prompts", "--prompts")
+    m.set_defaults(func=_cmd_merge)
+
+    g = sub.add_parser("generate", help="generate for every row of a file with base / adapter / merged, to a CSV")
+    g.add_argument("run_dir")
+    g.add_argument("--input", required=True, help="a CSV / JSON / JSONL / Parquet file (MCQ: a context column)")
+    g.add_argument("--out", required=True, help="the CSV to write")
+    g.add_argument("--which", default="base,adapter,merged", help="comma-separated: base, adapter, merged")
+    _flag(g, C.DecodingConfig, "max_new_tokens", "--max-new-tokens")
+    g.add_argument("--sample", action="store_true", help=_help(C.DecodingConfig, "do_sample"))
+    for name in ("temperature", "repetition_penalty", "top_p", "seed"):
+        _flag(g, C.DecodingConfig, name, "--" + name.replace("_", "-"))
+    g.set_defaults(func=_cmd_generate)
+
+    c = sub.add_parser("chain", help="train presets in turn, each on the previous stage's merged model")
+    c.add_argument("presets", nargs="+", help="two or more presets, in order")
+    c.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="override a setting in every stage (repeatable)")
+    c.add_argument("--stage-set", action="append", default=[], metavar="N:SECTION.FIELD=VALUE",
+                   help="override a setting in stage N only, e.g. 2:data.max_length=512 (repeatable)")
+    c.add_argument("--runs-dir", default=None, help="parent folder of the run folders (default: runs/)")
+    _flag(c, C.MergeConfig, "dtype", "--dtype", help="precision of the intermediate merged models")
+    _flag(c, C.MergeConfig, "n_prompts", "--prompts", help="verification prompts of each merge")
+    c.set_defaults(func=_cmd_chain)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except StudioError as e:
+        where = f" ({e.field})" if e.field and e.field not in str(e) else ""
+        print(f"error: {e}{where}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

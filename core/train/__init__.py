@@ -1,0 +1,1 @@
+"""Training: ``job`` (a run's thread, state, stop and run folder), ``trainer`` (what runs inside trainer.train())."""

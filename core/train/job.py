@@ -1,0 +1,357 @@
+"""TrainingJob: one LoRA/QLoRA run, in a background thread (the GUI) or in the caller's (the CLI).
+
+The job owns its thread, its state (:class:`core.run.Status`), a stop ``threading.Event`` that the
+trainer's callback checks, the metric records mirrored to ``metrics.jsonl``, and the exception if one was
+raised. It writes the run folder through :class:`core.run.RunFolder`. What it is doing is a *stage code*
+(``loading_model``, ``training``, ``finished`` …) with its numbers; :data:`JobStatus.message` is the
+English text of that code, for logs and the CLI; the GUI translates the code itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core import config as C
+from core import locale
+from core.config import RunConfig
+from core.errors import JobError, StudioError
+from core.paths import default_runs_dir
+from core.run import FINAL, MetricsStore, RunFolder, Status, default_run_name, versions
+from core.train.trainer import Progress, make_callback, sft_config, trainer_class
+
+log = logging.getLogger(__name__)
+
+_active_lock = threading.Lock()
+_active: "TrainingJob | None" = None
+
+
+def active_job() -> "TrainingJob | None":
+    """The job that holds the one training slot, if any (finished jobs release it)."""
+    return _active
+
+
+def _claim(job: "TrainingJob") -> None:
+    global _active
+    with _active_lock:
+        if _active is not None and _active is not job and _active.state not in FINAL + (Status.IDLE,):
+            raise JobError(f"a training job is already running ({_active.run_dir or _active.cfg.run_name or 'loading'});"
+                           " stop it or wait for it to finish", field="train")
+        _active = job
+
+
+def _release(job: "TrainingJob") -> None:
+    global _active
+    with _active_lock:
+        if _active is job:
+            _active = None
+
+
+@dataclass
+class JobStatus:
+    """A snapshot for the GUI and the API: cheap to build, JSON-safe.
+
+    ``stage`` is a code (``core.locale`` key ``train.stage.<stage>``) and ``stage_args`` its numbers;
+    ``message`` is the same in English.
+    """
+
+    status: str
+    run_dir: str | None
+    step: int = 0
+    max_steps: int = 0
+    epoch: float = 0.0
+    elapsed: float = 0.0
+    eta: float | None = None
+    tokens_per_s: float | None = None
+    loss: float | None = None
+    eval_loss: float | None = None
+    message: str = ""
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    stage: str = ""
+    stage_args: dict = field(default_factory=dict)
+
+    @property
+    def progress(self) -> float:
+        return self.step / self.max_steps if self.max_steps else 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"progress": self.progress}
+
+
+class TrainingJob:
+    """One training run. ``start()`` runs it in a thread; ``run()`` runs it here.
+
+    Args:
+        cfg: the run config (validated again at start).
+        runs_dir: parent of the run folder (default ``runs/``).
+        resume_dir: an existing run folder to continue from its last checkpoint.
+        frame: an already loaded dataset (the GUI passes what it previewed).
+    """
+
+    def __init__(self, cfg: RunConfig, runs_dir: str | Path | None = None, *, resume_dir: str | Path | None = None,
+                 frame=None):
+        self.cfg = cfg
+        self.runs_dir = Path(runs_dir or default_runs_dir())
+        self.resume_dir = Path(resume_dir) if resume_dir else None
+        self.frame = frame
+        self.state = Status.IDLE
+        self.folder: RunFolder | None = RunFolder(self.resume_dir) if self.resume_dir else None
+        self.error: BaseException | None = None
+        self.error_message: str | None = None
+        self.warnings: list[str] = []
+        self.stage, self.stage_args = "", {}
+        self.metrics = MetricsStore()
+        self.info: dict[str, Any] = {}
+        self.progress = Progress()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._log_handler: logging.Handler | None = None
+
+    @property
+    def run_dir(self) -> Path | None:
+        return self.folder.path if self.folder is not None else None
+
+    @property
+    def message(self) -> str:
+        """What the job is doing, in English (the error itself once it failed)."""
+        if self.state == Status.FAILED and self.error_message:
+            return self.error_message
+        return locale.text(f"train.stage.{self.stage}", "en", **self.stage_args) if self.stage else ""
+
+    def _set_stage(self, stage: str, **args: Any) -> None:
+        self.stage, self.stage_args = stage, args
+
+    # ------------------------------------------------------------------ control
+
+    def start(self) -> "TrainingJob":
+        """Run in a background thread; refused while another job holds the slot."""
+        _claim(self)
+        self.state = Status.LOADING
+        self._thread = threading.Thread(target=self._run_guarded, name="lora-studio-train", daemon=True)
+        self._thread.start()
+        return self
+
+    def run(self) -> Path:
+        """Run here (the CLI); returns the run folder, raises the job's error."""
+        _claim(self)
+        self.state = Status.LOADING
+        self._run_guarded()
+        if self.state == Status.FAILED:
+            assert self.error is not None
+            raise self.error
+        assert self.run_dir is not None
+        return self.run_dir
+
+    def stop(self) -> None:
+        """Ask the trainer to stop after the current step; the adapter and a checkpoint are saved."""
+        if self.state in (Status.LOADING, Status.TRAINING):
+            self.state = Status.STOPPING
+            self._set_stage("stopping")
+        self._stop.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return self.state in FINAL
+
+    def status(self) -> JobStatus:
+        p = self.progress
+        running = self.state in (Status.TRAINING, Status.STOPPING)
+        elapsed = p.elapsed() if running else self.info.get("train_seconds", 0.0)
+        eta = p.eta() if running else None
+        n = len(self.metrics)
+        last = self.metrics.since(n - 1) if n else []
+        losses = [r for r in self.metrics.since(max(0, n - 50)) if r.get("loss") is not None]
+        evals = [r for r in self.metrics.since(0) if r.get("eval_loss") is not None]
+        return JobStatus(
+            status=str(self.state), run_dir=str(self.run_dir) if self.run_dir else None, step=p.step,
+            max_steps=p.max_steps, epoch=round(p.epoch, 4), elapsed=round(elapsed, 2),
+            eta=round(eta, 1) if eta is not None else None, tokens_per_s=p.tokens_per_s,
+            loss=losses[-1]["loss"] if losses else (last[0].get("loss") if last else None),
+            eval_loss=evals[-1]["eval_loss"] if evals else None, message=self.message,
+            error=self.error_message, warnings=list(self.warnings), stage=self.stage, stage_args=dict(self.stage_args))
+
+    # ------------------------------------------------------------------ the run
+
+    def _run_guarded(self) -> None:
+        try:
+            self._run()
+        except BaseException as e:  # noqa: BLE001 - the job records every failure and re-raises none in a thread
+            self.error = e
+            self.error_message = describe_error(e)
+            self.state = Status.FAILED
+            if isinstance(e, StudioError):  # bad input: the one-line message says it all
+                log.info("training refused: %s", self.error_message)
+            else:
+                log.error("training failed: %s\n%s", self.error_message, traceback.format_exc())
+            self._write_run_json()
+        finally:
+            if self._log_handler is not None:
+                logging.getLogger().removeHandler(self._log_handler)
+                self._log_handler.close()
+            _release(self)
+
+    def _run(self) -> None:
+        import torch
+        from peft import get_peft_model, prepare_model_for_kbit_training
+        from transformers.trainer_callback import PrinterCallback
+
+        from core import data as D
+        from core.models.load import device_info, load_model
+        from core.models.lora import build_lora_config
+
+        cfg = self.cfg
+        self.warnings = [str(i) for i in C.check(cfg)]
+        self._set_stage("loading_model")
+        model, tok, resolved = load_model(cfg.model)
+        self._set_stage("preparing_data")
+        prepared = D.prepare(cfg.data, tok, seed=cfg.train.seed, frame=self.frame)
+        issues = C.validate(cfg, n_rows=len(prepared.train), stats=prepared.stats)
+        self.warnings += [str(i) for i in issues if i.level == "warning" and str(i) not in self.warnings]
+
+        folder = self.folder = self._open_run_dir()
+        self._attach_log()
+        self.metrics = MetricsStore(folder.metrics, self._kept_metrics())
+        self.info.update({
+            "created": self.info.get("created") or dt.datetime.now().isoformat(timespec="seconds"),
+            "base_model": cfg.model.name_or_path, "resolved_base_model": resolved,
+            "schema": prepared.guess.schema, "template": prepared.template,
+            "column_map": prepared.guess.column_map,
+            "n_train": len(prepared.train), "n_validation": len(prepared.validation),
+            "n_test": len(prepared.test_index), "token_stats": prepared.stats.to_dict(),
+            # the rows of each split, so that a merge or an evaluation finds them without preparing the data again
+            "validation_index": [e.index for e in prepared.validation],
+            "device": device_info().name, "versions": versions(),
+        })
+        folder.write_config(cfg)
+        log.info("run folder %s; %d train / %d validation rows; warnings: %s", folder.path, len(prepared.train),
+                 len(prepared.validation), self.warnings or "none")
+
+        torch.manual_seed(cfg.train.seed)
+        if cfg.model.load_in_4bit or cfg.model.load_in_8bit:
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.train.gradient_checkpointing)
+        peft_model = get_peft_model(model, build_lora_config(cfg.lora))
+        trainable, total = peft_model.get_nb_trainable_parameters()
+        self.info.update({"trainable_params": trainable, "total_params": total})
+        if cfg.lora.init_lora_weights != "default" and not folder.adapter_init.exists():
+            # olora/pissa change the base weights too; keep the initial adapter so that the saved one can be
+            # converted into a plain LoRA that applies to the untouched base
+            peft_model.save_pretrained(folder.adapter_init)
+        self._write_run_json()
+
+        trainer = trainer_class()(
+            model=peft_model, args=sft_config(cfg, folder.checkpoints), processing_class=tok,
+            train_dataset=D.to_hf_dataset(prepared.train),
+            eval_dataset=D.to_hf_dataset(prepared.validation) if prepared.validation else None,
+            callbacks=[make_callback(self.progress, self._stop, self.metrics.append)])
+        # the run's metrics go to metrics.jsonl and train.log; stdout is left to the CLI (its last line: the run folder)
+        trainer.remove_callback(PrinterCallback)
+        trainer.embedding_learning_rate = cfg.train.embedding_learning_rate
+        trainer.skip_prompt_logits = cfg.train.skip_prompt_logits and cfg.data.completion_only_loss
+        ckpt = folder.last_checkpoint() if self.resume_dir else None
+        resume = str(ckpt) if ckpt else None
+
+        self.state = Status.STOPPING if self._stop.is_set() else Status.TRAINING
+        if resume:
+            self._set_stage("resumed", step=int(ckpt.name.split("-")[-1]))
+        else:
+            self._set_stage("training")
+        self._write_run_json()  # so that a reader of the folder sees "training", not "loading"
+        t0 = time.monotonic()
+        trainer.train(resume_from_checkpoint=resume)
+        stopped = self._stop.is_set()
+        if prepared.validation and not stopped and cfg.train.eval_steps == 0:
+            self._set_stage("evaluating")
+            trainer.evaluate()  # logs eval_loss through the callback
+        self.info["train_seconds"] = round(time.monotonic() - t0 + self.info.get("train_seconds", 0.0), 2)
+
+        self._set_stage("saving")
+        self._save_adapter(peft_model, tok)
+        self.state = Status.STOPPED if stopped else Status.FINISHED
+        if stopped:
+            self._set_stage("stopped", step=self.progress.step)
+        else:
+            self._set_stage("finished", steps=self.progress.step)
+        self._write_run_json()
+        log.info(self.message)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _open_run_dir(self) -> RunFolder:
+        if self.resume_dir is not None:
+            folder = RunFolder(self.resume_dir)
+            if not folder.config.exists():
+                raise JobError(f"cannot resume {self.resume_dir}: it is not a run folder (no {folder.config.name})",
+                               field="resume")
+            if folder.last_checkpoint() is None:
+                raise JobError(f"cannot resume {self.resume_dir}: it has no checkpoint", field="resume")
+            self.info.update(folder.read_info())
+            self.info.pop("status", None)
+            return folder
+        return RunFolder.create(self.runs_dir, self.cfg.run_name or default_run_name(self.cfg))
+
+    def _kept_metrics(self) -> list[dict]:
+        """On resume: the records up to the checkpoint's step; the file is rewritten to match."""
+        if self.resume_dir is None:
+            return []
+        folder = RunFolder(self.resume_dir)
+        ckpt = folder.last_checkpoint()
+        step = int(ckpt.name.split("-")[-1]) if ckpt else 0
+        kept = [r for r in folder.read_metrics() if r.get("step", 0) <= step]
+        folder.write_metrics(kept)
+        return kept
+
+    def _attach_log(self) -> None:
+        handler = logging.FileHandler(self.folder.log, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setLevel(logging.INFO)
+        root = logging.getLogger()
+        if root.level > logging.INFO or root.level == logging.NOTSET:
+            root.setLevel(logging.INFO)
+        root.addHandler(handler)
+        self._log_handler = handler
+
+    def _save_adapter(self, peft_model, tok) -> None:
+        """Write the adapter (and tokenizer) under a temporary name; replace the previous one only when complete."""
+        import shutil
+
+        folder = self.folder
+        out, tmp = folder.adapter, folder.adapter_saving
+        shutil.rmtree(tmp, ignore_errors=True)
+        if folder.adapter_init.exists():
+            peft_model.save_pretrained(tmp, path_initial_model_for_weight_conversion=str(folder.adapter_init))
+        else:
+            peft_model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+
+    def _write_run_json(self) -> None:
+        if self.folder is None or not self.folder.path.exists():
+            return
+        p = self.progress
+        info = dict(self.info, status=str(self.state), step=p.step, max_steps=p.max_steps, warnings=self.warnings,
+                    error=self.error_message, updated=dt.datetime.now().isoformat(timespec="seconds"))
+        info.setdefault("created", info["updated"])
+        self.folder.write_info(info)
+
+
+def describe_error(e: BaseException) -> str:
+    """One readable line for any failure, out-of-memory included."""
+    import torch
+
+    if isinstance(e, StudioError):
+        return str(e)
+    if isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower():
+        return ("out of memory: lower the batch size (raise gradient accumulation instead), shorten max_length, "
+                "turn on gradient checkpointing or 4-bit loading")
+    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {first[:300]}" if first else type(e).__name__

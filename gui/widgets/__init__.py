@@ -1,0 +1,1 @@
+"""Widgets more than one tab uses: the run picker."""
