@@ -16,6 +16,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--lang", choices=("vi", "en"), default="vi", help="language of the page at / (default vi)")
     parser.add_argument("--runs-dir", default=None, help="where run folders go (default $LORA_STUDIO_RUNS or runs/)")
+    parser.add_argument("--data-dir", action="append", default=[], metavar="DIR",
+                        help="a folder whose data files the page may open by name, besides uploads (repeatable)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -23,7 +25,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from gui.app import create_server
 
-    app = create_server(args.lang, args.runs_dir, host=args.host, port=args.port)
+    app = create_server(args.lang, args.runs_dir, host=args.host, port=args.port, data_dirs=tuple(args.data_dir))
     print(f"LoRA Studio on http://{args.host}:{args.port}/", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 

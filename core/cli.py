@@ -2,6 +2,7 @@
 
     python -m core train PRESET.yaml [--set section.field=value …] [--runs-dir DIR]
     python -m core resume RUN_DIR
+    python -m core runs [--runs-dir DIR]
     python -m core presets
     python -m core inspect-data FILE_OR_SAMPLE [--set data.field=value …] [--model NAME]
     python -m core estimate PRESET.yaml [--set …]
@@ -18,6 +19,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -47,29 +49,85 @@ def _settings(cls, args, flags: dict[str, str]):
     return obj
 
 
+class _StopOnSignal:
+    """Ctrl-C (SIGINT) and SIGTERM act like Stop: the step finishes, a checkpoint and the adapter are saved, the run
+    says "stopped". A second signal aborts at once. The previous handlers come back on exit."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, job):
+        self.job = job
+        self.received: list[int] = []
+        self._previous: dict = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.received:
+            raise KeyboardInterrupt  # the second one: do not wait for the step
+        self.received.append(signum)
+        print(f"{signal.Signals(signum).name}: stopping after the current step (press Ctrl-C again to abort at once)",
+              file=sys.stderr, flush=True)
+        self.job.stop()
+
+    def __enter__(self) -> "_StopOnSignal":
+        for sig in self.SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    @property
+    def exit_code(self) -> int:
+        """0, or 128 + the signal (130 for Ctrl-C, 143 for SIGTERM), as a shell expects of an interrupted command."""
+        return 128 + self.received[0] if self.received else 0
+
+
+def _run_job(job) -> int:
+    with _StopOnSignal(job) as stop:
+        run_dir = job.run()
+    for w in job.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    for note in job.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(job.message, file=sys.stderr)
+    print(run_dir)
+    return stop.exit_code
+
+
 def _cmd_train(args) -> int:
     from core.train.job import TrainingJob
 
     cfg = C.load_yaml(_preset_path(args.preset), args.set)
-    job = TrainingJob(cfg, args.runs_dir)
-    run_dir = job.run()
-    for w in job.warnings:
-        print(f"warning: {w}", file=sys.stderr)
-    print(job.message, file=sys.stderr)
-    print(run_dir)
-    return 0
+    return _run_job(TrainingJob(cfg, args.runs_dir))
 
 
 def _cmd_resume(args) -> int:
     from core.errors import JobError
+    from core.run import Status
     from core.train.job import TrainingJob
 
-    run_dir = Path(args.run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise JobError(f"not a run folder (no config.yaml): {run_dir}", field=str(run_dir))
-    cfg = C.load_yaml(run_dir / "config.yaml", args.set)
-    job = TrainingJob(cfg, run_dir.parent, resume_dir=run_dir)
-    print(job.run())
+    folder = RunFolder(Path(args.run_dir))
+    if not folder.config.is_file():
+        raise JobError(f"not a run folder (no {folder.config.name}): {folder.path}", field=str(folder.path))
+    info = folder.read_info()
+    if info.get("status") == str(Status.FINISHED):
+        print(f"{folder.name} already finished at step {info.get('step', '?')}: nothing to resume, nothing changed",
+              file=sys.stderr)
+        print(folder.path)
+        return 0
+    cfg = folder.read_config(args.set)
+    return _run_job(TrainingJob(cfg, folder.path.parent, resume_dir=folder.path))
+
+
+def _cmd_runs(args) -> int:
+    from core.run import describe_status, list_runs
+
+    runs = list_runs(args.runs_dir)
+    if not runs:
+        print(f"no runs in {args.runs_dir or 'runs/'}", file=sys.stderr)
+    for info in runs:
+        print(f"{info['name']:<44} {describe_status(info)}")
     return 0
 
 
@@ -278,6 +336,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a setting, e.g. --set train.max_steps=20")
     r.set_defaults(func=_cmd_resume)
 
+    rs = sub.add_parser("runs", help="list the runs and what each is doing (interrupted runs included)")
+    rs.add_argument("--runs-dir", default=None, help="the runs folder (default: runs/)")
+    rs.set_defaults(func=_cmd_runs)
+
     ls = sub.add_parser("presets", help="list the presets")
     ls.set_defaults(func=_cmd_presets)
 
@@ -354,8 +416,8 @@ def main(argv: list[str] | None = None) -> int:
         where = f" ({e.field})" if e.field and e.field not in str(e) else ""
         print(f"error: {e}{where}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+    except KeyboardInterrupt:  # a second Ctrl-C: the run folder keeps its last checkpoint
+        print("error: aborted; resume from the last checkpoint with `python -m core resume RUN_DIR`", file=sys.stderr)
         return 130
 
 

@@ -83,12 +83,38 @@ def resolve_source(source: str) -> Path | str:
             raise DataError(f"unknown sample {name!r} (bundled: {', '.join(SAMPLES)})", field="data.source")
         return SAMPLES_DIR / SAMPLES[name]
     path = Path(source).expanduser()
-    looks_like_file = path.suffix.lower() in FILE_SUFFIXES or source.startswith((".", "/", "~")) or path.exists()
-    if looks_like_file:
+    if looks_like_file(source):
         if not path.exists():
             raise DataError(f"data file not found: {source}", field="data.source")
         return path
     return source
+
+
+def looks_like_file(source: str) -> bool:
+    """A data.source that names a file (by its suffix, a path prefix, or because it exists), not a Hub id."""
+    source = source.strip()
+    return (Path(source).suffix.lower() in FILE_SUFFIXES or source.startswith((".", "/", "~", "\\"))
+            or Path(source).expanduser().exists())
+
+
+def contained_source(source: str, roots: Iterable[str | Path]) -> str:
+    """A data.source that may be read on behalf of someone else (the GUI's API): a bundled sample, a Hub id, or a
+    file inside one of ``roots`` (the upload folder, folders allowed at launch). Links and ``..`` are resolved
+    first, so that nothing escapes its folder.
+
+    Raises:
+        DataError: naming the file and the folders it may come from.
+    """
+    source = (source or "").strip()
+    if not source or source.startswith("sample:") or not looks_like_file(source):
+        return source
+    path = Path(source).expanduser().resolve()
+    allowed = [Path(r).expanduser().resolve() for r in roots]
+    if not any(path == r or r in path.parents for r in allowed):
+        where = ", ".join(str(r) for r in allowed) or "(none)"
+        raise DataError(f"the data file {source!r} is outside the folders this app may read ({where}); upload it "
+                        "instead", field="data.source")
+    return str(path)
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -116,6 +142,11 @@ def read_table(path: Path) -> pd.DataFrame:
             if not isinstance(data, list):
                 raise DataError(f"{path.name}: expected a list of records, got {type(data).__name__}",
                                 field="data.source")
+            bad = next((i for i, row in enumerate(data) if not isinstance(row, dict)), None)
+            if bad is not None:
+                raise DataError(f"{path.name} item {bad + 1}: expected a record (an object with column names), got "
+                                f"{type(data[bad]).__name__} {str(data[bad])[:40]!r}; a data file is a list of "
+                                "records", field="data.source")
             df = pd.DataFrame(data)
     except DataError:
         raise

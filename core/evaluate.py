@@ -18,8 +18,8 @@ from core import locale, tasks
 from core.config import DecodingConfig
 from core.errors import DataError
 from core.inference.generate import model_device
-from core.inference.modelset import MERGED, ModelSet
-from core.mcq import validate_mcq
+from core.inference.modelset import ADAPTER, BASE, MERGED, WHICH, ModelSet
+from core.tasks.mcq_checks import validate_mcq
 from core.paths import SAMPLES_DIR
 from core.run import RunFolder, write_json_atomic
 
@@ -88,7 +88,7 @@ def general_examples(tokenizer, max_length: int, limit: int | None = None) -> li
     return out
 
 
-def evaluate_run(run_dir: str | Path, *, split: str = "test", which: Iterable[str] = ("base", "adapter", "merged"),
+def evaluate_run(run_dir: str | Path, *, split: str = "test", which: Iterable[str] = WHICH,
                  limit: int | None = None, max_new_tokens: int | None = None,
                  repetition_penalty: float | None = None,
                  progress: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -179,8 +179,8 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", which: Iterable[st
             m.update(task.judge(texts, gen_roles))
         report["models"][name] = m
 
-    if "base" in report["models"] and "adapter" in report["models"]:
-        b, a = report["models"]["base"], report["models"]["adapter"]
+    if BASE in report["models"] and ADAPTER in report["models"]:
+        b, a = report["models"][BASE], report["models"][ADAPTER]
         if b.get("general_perplexity") and a.get("general_perplexity"):
             report["forgetting"] = {"general_perplexity_before": b["general_perplexity"],
                                     "general_perplexity_after": a["general_perplexity"],

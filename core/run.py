@@ -32,6 +32,7 @@ from typing import Any
 
 from core import config as C
 from core.errors import AdapterError, StudioError
+from core.lock import RunLock, RunLocked, is_locked  # noqa: F401 - a run's lock, re-exported with the folder
 from core.paths import default_runs_dir
 
 
@@ -236,15 +237,7 @@ class RunFolder:
         Raises:
             StudioError: the runs folder is a file or cannot be created.
         """
-        runs_dir = Path(runs_dir).expanduser()
-        try:
-            runs_dir.mkdir(parents=True, exist_ok=True)
-        except (FileExistsError, NotADirectoryError):
-            raise StudioError(f"the runs folder {runs_dir} is a file, not a folder; choose another --runs-dir",
-                              field="runs_dir") from None
-        except OSError as e:
-            raise StudioError(f"cannot create the runs folder {runs_dir}: {e.strerror or e}",
-                              field="runs_dir") from None
+        runs_dir = check_runs_dir(runs_dir, create=True)
         base, n = slug(name), 1
         path = runs_dir / base
         while True:
@@ -254,6 +247,33 @@ class RunFolder:
             except FileExistsError:
                 n += 1
                 path = runs_dir / f"{base}-{n}"
+
+
+def check_runs_dir(runs_dir: str | Path, *, create: bool = False) -> Path:
+    """A runs folder that can hold a new run: one line naming the folder when it is a file, sits inside a file, or
+    cannot be written. Checked before any model loads; created only with ``create``.
+
+    Raises:
+        StudioError: naming the folder.
+    """
+    runs_dir = Path(runs_dir).expanduser()
+    existing = runs_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        what = "is a file" if existing == runs_dir else f"is inside {existing}, which is a file"
+        raise StudioError(f"the runs folder {runs_dir} {what}, not a folder; choose another --runs-dir",
+                          field="runs_dir")
+    if not os.access(existing, os.W_OK):
+        raise StudioError(f"cannot create the runs folder {runs_dir}: {existing} is not writable; choose another "
+                          "--runs-dir", field="runs_dir")
+    if create:
+        try:
+            runs_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StudioError(f"cannot create the runs folder {runs_dir}: {e.strerror or e}",
+                              field="runs_dir") from None
+    return runs_dir
 
 
 class MetricsStore:
@@ -289,15 +309,19 @@ def last_checkpoint(run_dir: str | Path) -> Path | None:
 
 
 def list_runs(runs_dir: str | Path | None = None) -> list[dict]:
-    """Past runs, newest first: each run.json with ``run_dir`` and ``name`` added."""
+    """Past runs, newest first: each run.json with ``run_dir`` and ``name`` added, and ``status`` as it really is
+    (``interrupted`` for a run whose process is gone; run.json's own word is kept as ``recorded_status``)."""
     runs_dir = Path(runs_dir or default_runs_dir())
     out = []
     for path in runs_dir.glob("*/run.json") if runs_dir.is_dir() else []:
         info = read_json(path)
         if info is None:
             continue
+        folder = RunFolder(path.parent)
         info["run_dir"] = str(path.parent)
         info["name"] = path.parent.name
+        info["recorded_status"] = info.get("status")
+        info["status"] = effective_status(info, folder)
         out.append(info)
     return sorted(out, key=lambda r: r.get("created", ""), reverse=True)
 
@@ -351,16 +375,22 @@ class RunInfo:
         info = read_json(folder.run_json)
         if info is None:
             raise AdapterError(f"cannot read {folder.run_json}", field=str(folder.run_json))
-        if not folder.adapter.is_dir():
-            raise AdapterError(f"{folder.path} has no {folder.adapter.name}/ folder: the run did not finish or save "
-                               f"its adapter (status: {info.get('status', 'unknown')})", field=str(folder.adapter))
+        adapter_dir = folder.adapter
+        if not adapter_dir.is_dir():
+            # a run killed before it saved its adapter: its newest complete checkpoint holds one (PEFT's format)
+            step = resumable_step(folder)
+            if step is None:
+                state = describe_status(dict(info, run_dir=str(folder.path), status=effective_status(info, folder)))
+                raise AdapterError(f"{folder.path} has no {folder.adapter.name}/ folder and no checkpoint: the run "
+                                   f"did not save an adapter ({state})", field=str(folder.adapter))
+            adapter_dir = folder.checkpoints / f"checkpoint-{step}"
         resolved = str(info.get("resolved_base_model") or "")
         if resolved and (Path(resolved).is_dir() or not resolved.startswith("/")):
             base_path = resolved
         else:  # the run folder came from another machine, or the cache moved: resolve the name again
             base_path = resolve_model(str(info.get("base_model") or cfg.model.name_or_path))
         template = info.get("template") or resolve_template(cfg.data.template, info.get("schema", ""))
-        return cls(folder.path, cfg, info, folder.adapter, base_path, template)
+        return cls(folder.path, cfg, info, adapter_dir, base_path, template)
 
 
 def versions() -> dict[str, str]:
@@ -374,3 +404,46 @@ def versions() -> dict[str, str]:
         except md.PackageNotFoundError:
             pass
     return out
+
+
+def effective_status(info: dict, folder: RunFolder) -> str:
+    """What a run is doing, honestly: run.json's status, except that a run that says it is loading, training or
+    stopping while no process holds its lock was interrupted (killed, crashed, the machine rebooted)."""
+    status = str(info.get("status") or "")
+    if status in {str(s) for s in ACTIVE} and not is_locked(folder):
+        return INTERRUPTED
+    return status
+
+
+INTERRUPTED = "interrupted"  # not a Status a job sets: what a reader concludes from a dead writer
+
+
+CHECKPOINT_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")  # PEFT's names, as the trainer saves them
+CHECKPOINT_STATE = "trainer_state.json"
+
+
+def checkpoint_is_complete(ckpt: Path) -> bool:
+    """A checkpoint the trainer can resume from: its adapter weights and its trainer state are there."""
+    return (ckpt / CHECKPOINT_STATE).is_file() and any((ckpt / w).is_file() for w in CHECKPOINT_WEIGHTS)
+
+
+def resumable_step(folder: RunFolder) -> int | None:
+    """The step of the newest checkpoint a resume could continue from (weights and trainer state present)."""
+    for ckpt in reversed(folder.checkpoint_dirs()):
+        if checkpoint_is_complete(ckpt):
+            return int(ckpt.name.split("-")[-1])
+    return None
+
+
+def describe_status(info: dict) -> str:
+    """A run's state in one English line, as ``runs`` and the merge say it:
+    ``interrupted at step 30 (resumable from checkpoint 20)``, ``finished at step 100`` …"""
+    status, step = str(info.get("status") or "?"), info.get("step", "?")
+    if status == INTERRUPTED:
+        folder = RunFolder(Path(info["run_dir"])) if info.get("run_dir") else None
+        ckpt = resumable_step(folder) if folder else None
+        return f"interrupted at step {step} " + (f"(resumable from checkpoint {ckpt})" if ckpt is not None
+                                                 else "(no checkpoint to resume from)")
+    if status in (str(Status.FINISHED), str(Status.STOPPED), str(Status.FAILED)):
+        return f"{status} at step {step}"
+    return f"{status} (step {step})"

@@ -19,7 +19,7 @@ from core import config as C
 from core.locale import LANGS
 from core.locale import text as t
 from core.paths import default_runs_dir
-from gui.state import AppContext
+from gui.state import AppContext, allow_data_dir
 from gui.tabs import analysis, classroom, compare, dataset, merge, params, training
 
 log = logging.getLogger("lora_studio.gui")
@@ -79,7 +79,7 @@ def build_app(lang: str = "vi", runs_dir: str | Path | None = None, *, switch: d
     if lang not in LANGS:
         raise ValueError(f"lang must be one of {LANGS}, got {lang!r}")
     runs_dir = Path(runs_dir or default_runs_dir()).resolve()
-    upload_dir = runs_dir / UPLOADS
+    upload_dir = allow_data_dir(runs_dir / UPLOADS)
     cfg0 = params.initial_config()
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
         gr.HTML(header_html(lang, switch))
@@ -122,8 +122,18 @@ def preload_ml_stack() -> None:
 
 
 def create_server(lang: str = "vi", runs_dir: str | Path | None = None, *, host: str = "127.0.0.1",
-                  port: int = 7860):
-    """A FastAPI app serving the ``lang`` Blocks at / and the other language at /<other>/."""
+                  port: int = 7860, data_dirs: tuple[str | Path, ...] = ()):
+    """A FastAPI app serving the ``lang`` Blocks at / and the other language at /<other>/.
+
+    Args:
+        data_dirs: folders (besides the upload folder) whose data files the page and its API may read.
+    """
+    from core.merge.run import clean_stale_merges
+
+    for folder in data_dirs:
+        allow_data_dir(folder)
+    for tmp in clean_stale_merges(Path(runs_dir or default_runs_dir())):
+        log.info("removed %s, left by a merge that was killed", tmp)
     from fastapi import FastAPI
     from fastapi.responses import RedirectResponse
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core import config as C
+from core.data import contained_source
 
 if TYPE_CHECKING:  # the tabs import gradio; this module stays importable without it
     import gradio as gr
@@ -47,11 +48,30 @@ class AppContext:
     selected_run: "gr.State | None" = None
 
 
+_DATA_ROOTS: list[Path] = []  # the folders the page and its API may read data files from (see allow_data_dir)
+
+
+def allow_data_dir(folder: str | Path) -> Path:
+    """Let the page and its API read data files inside ``folder`` (the upload folder; ``--data-dir`` at launch)."""
+    folder = Path(folder).expanduser().resolve()
+    if folder not in _DATA_ROOTS:
+        _DATA_ROOTS.append(folder)
+    return folder
+
+
+def data_roots() -> tuple[Path, ...]:
+    return tuple(_DATA_ROOTS)
+
+
 def effective_config(config: dict | None, dataset: dict | None, run_name: str | None = None) -> C.RunConfig:
     """The RunConfig a run would use: the form's values with the Dataset tab's choices laid over them.
 
+    Whatever the caller sent (a page, or a script through the API), a data file must lie inside the folders the
+    app may read (:func:`allow_data_dir`): the same containment as the Dataset tab's own loading.
+
     Raises:
         ConfigError: naming every bad key of ``config`` (unknown keys included).
+        DataError: a data file outside the allowed folders.
     """
     data = {k: v for k, v in (config or {}).items() if k in C.SECTIONS + C.TOP_LEVEL}
     cfg = C.from_dict(data, source="config")
@@ -63,6 +83,7 @@ def effective_config(config: dict | None, dataset: dict | None, run_name: str | 
         C.set_value(cfg, "data.column_map", dict(dataset.get("column_map") or {}))
     if run_name is not None and run_name.strip():
         C.set_value(cfg, "run_name", run_name.strip())
+    cfg.data.source = contained_source(cfg.data.source, data_roots())
     return cfg
 
 

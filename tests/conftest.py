@@ -116,3 +116,11 @@ def run_cli():
 
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _the_app_may_read_the_test_data():
+    """The GUI reads data files only inside allowed folders; the handler tests' files live in tests/data."""
+    from gui.state import allow_data_dir
+
+    allow_data_dir(SHORT_MCQ.parent)

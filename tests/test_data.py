@@ -11,7 +11,7 @@ from core import data as D
 from core import tasks
 from core.config import DataConfig
 from core.errors import DataError
-from core.mcq import validate_mcq
+from core.tasks.mcq_checks import validate_mcq
 from core.tasks.mcq import MCQ_INSTRUCTION
 
 

@@ -143,7 +143,7 @@ def test_sample_contexts_come_from_the_test_split():
 
 
 def test_classroom_generate_and_export(micro_run, runs_dir):
-    from core.mcq import format_mcq
+    from core.tasks.mcq_format import format_mcq
 
     context = tab_classroom.sample_contexts()[0]["context"]
     base, tuned, status, history, note = tab_classroom.generate(micro_run, context, False, "vi", str(runs_dir), [])

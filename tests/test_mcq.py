@@ -1,4 +1,5 @@
-"""Tests for core.mcq (canonical format, tolerant parsing, validation) and its cards (gui.render.mcq_cards)."""
+"""The MCQ format (core.tasks.mcq_format), its structure checks (core.tasks.mcq_checks) and its cards
+(gui.render.mcq_cards)."""
 
 from __future__ import annotations
 
@@ -9,18 +10,9 @@ import unicodedata
 import pytest
 
 from core import locale
-from core import mcq as m
-from core.mcq import (
-    MCQ,
-    MCQ_ANSWER_PREFIX,
-    MCQ_QUESTION_PREFIX,
-    REASON_CODES,
-    format_mcq,
-    mcqs_to_rows,
-    parse_mcq,
-    summarize,
-    validate_mcq,
-)
+from core.tasks import mcq_checks as m
+from core.tasks.mcq_checks import REASON_CODES, mcqs_to_rows, summarize, validate_mcq
+from core.tasks.mcq_format import MCQ, MCQ_ANSWER_PREFIX, MCQ_QUESTION_PREFIX, format_mcq, parse_mcq
 from gui.render.mcq_cards import describe_reasons, render_mcq_html, render_printable_html
 
 # the words of each structure reason, as the locale tables hold them

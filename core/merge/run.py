@@ -29,7 +29,7 @@ from core.merge.build import (build_merged, dtype_name, precision, reload_merged
 from core.merge.markdown import summary, write_markdown
 from core.merge.report import DTYPES, REPORT_JSON, REPORT_MD, MergeReport, TargetResult, load_report
 from core.merge.verify import Reference, measure, prompt_set
-from core.run import RunInfo, versions
+from core.run import RunFolder, RunInfo, versions
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,14 @@ def remove_stale_temporaries(parent: Path, name: str) -> list[Path]:
         if pid != os.getpid() and not _pid_alive(pid):
             shutil.rmtree(tmp, ignore_errors=True)
             removed.append(tmp)
+    return removed
+
+
+def clean_stale_merges(runs_dir: str | Path) -> list[Path]:
+    """Remove the temporary folders that killed merges left in the run folders of ``runs_dir`` (at app start)."""
+    removed = []
+    for merged_parent in Path(runs_dir).glob("*/"):
+        removed += remove_stale_temporaries(merged_parent, RunFolder(merged_parent).merged.name)
     return removed
 
 

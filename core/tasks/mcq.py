@@ -1,13 +1,14 @@
 """MCQ generation: a paragraph in, one Vietnamese multiple-choice question out (the classroom task).
 
-Owns the instruction, the training text (the canonical layout of ``core.mcq.format_mcq``), the prompt,
-the decoding default and the metric (structure checks of ``core.mcq``). Parsing and checking a question
-is ``core.mcq``'s; rendering it is the GUI's.
+Owns the instruction, the training text (the canonical layout of ``mcq_format.format_mcq``), the prompt,
+the decoding default and the metric. The format and its parser are ``mcq_format``'s, the structure checks
+``mcq_checks``', the content checks ``mcq_content``'s; rendering a question is the GUI's.
 """
 
 from __future__ import annotations
 
-from core.mcq import format_mcq, summarize
+from core.tasks.mcq_checks import summarize
+from core.tasks.mcq_format import format_mcq
 from core.tasks.base import Task
 from core.templates import Formatted, TemplateContext, generation_prompt, need, pair
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import threading
 import time
 import traceback
@@ -21,12 +22,15 @@ from typing import Any
 from core import config as C
 from core import locale
 from core.config import RunConfig
-from core.errors import JobError, StudioError
+from core.errors import ConfigError, JobError, StudioError
 from core.paths import default_runs_dir
-from core.run import FINAL, MetricsStore, RunFolder, Status, default_run_name, versions
+from core.run import FINAL, MetricsStore, RunFolder, RunLock, Status, check_runs_dir, default_run_name, versions
+from core.train.resume import ResumePlan, plan_resume
 from core.train.trainer import Progress, make_callback, sft_config, trainer_class
 
 log = logging.getLogger(__name__)
+
+HEARTBEAT_S = 5.0  # how often run.json records the step while training
 
 _active_lock = threading.Lock()
 _active: "TrainingJob | None" = None
@@ -113,6 +117,10 @@ class TrainingJob:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._log_handler: logging.Handler | None = None
+        self._lock: RunLock | None = None
+        self._writes = False  # this job writes run.json: a new run at once, a resumed one once it has started
+        self._last_beat = 0.0
+        self.notes: list[str] = []
 
     @property
     def run_dir(self) -> Path | None:
@@ -196,6 +204,9 @@ class TrainingJob:
             if self._log_handler is not None:
                 logging.getLogger().removeHandler(self._log_handler)
                 self._log_handler.close()
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
             _release(self)
 
     def _run(self) -> None:
@@ -205,20 +216,47 @@ class TrainingJob:
 
         from core import data as D
         from core.models.load import device_info, load_model
-        from core.models.lora import build_lora_config
+        from core.models.lora import build_lora_config, check_modules, meta_model
 
         cfg = self.cfg
         self.warnings = [str(i) for i in C.check(cfg)]
+        plan = None
+        if self.resume_dir is not None:
+            # one writer per run folder, and every refusal before anything in it is written
+            self.folder = RunFolder(self.resume_dir)
+            if not self.folder.path.is_dir():
+                raise JobError(f"cannot resume {self.resume_dir}: no such folder", field="resume")
+            self._lock = RunLock(self.folder).acquire()
+            plan = plan_resume(self.folder, cfg)
+            self.notes += [f"skipped incomplete checkpoint {name}" for name in plan.skipped]
+        else:
+            check_runs_dir(self.runs_dir)
+        # the module names against the model's own, on the meta device: no weight read, no folder made yet
+        skeleton, _ = meta_model(cfg)
+        errors = check_modules(cfg, skeleton)
+        if errors:
+            raise ConfigError("; ".join(map(str, errors)), field=errors[0].field, issues=errors)
         self._set_stage("loading_model")
         model, tok, resolved = load_model(cfg.model)
         self._set_stage("preparing_data")
         prepared = D.prepare(cfg.data, tok, seed=cfg.train.seed, frame=self.frame)
         issues = C.validate(cfg, n_rows=len(prepared.train), stats=prepared.stats)
         self.warnings += [str(i) for i in issues if i.level == "warning" and str(i) not in self.warnings]
+        self.warnings += [w for w in dropped_rows_warnings(prepared.stats, cfg.data) if w not in self.warnings]
 
-        folder = self.folder = self._open_run_dir()
+        if plan is None:
+            self.folder = RunFolder.create(self.runs_dir, cfg.run_name or default_run_name(cfg))
+            self._lock = RunLock(self.folder).acquire()
+            self._writes = True
+        folder = self.folder
         self._attach_log()
-        self.metrics = MetricsStore(folder.metrics, self._kept_metrics())
+        if plan is not None:
+            self.info.update(folder.read_info())
+            self.info.pop("status", None)
+            # the records up to the checkpoint's step; the file is rewritten once the resumed run has started
+            self.metrics = MetricsStore(None, [r for r in folder.read_metrics() if r.get("step", 0) <= plan.step])
+        else:
+            self.metrics = MetricsStore(folder.metrics)
         self.info.update({
             "created": self.info.get("created") or dt.datetime.now().isoformat(timespec="seconds"),
             "base_model": cfg.model.name_or_path, "resolved_base_model": resolved,
@@ -230,42 +268,43 @@ class TrainingJob:
             "validation_index": [e.index for e in prepared.validation],
             "device": device_info().name, "versions": versions(),
         })
-        folder.write_config(cfg)
+        if plan is None:
+            folder.write_config(cfg)
         log.info("run folder %s; %d train / %d validation rows; warnings: %s", folder.path, len(prepared.train),
                  len(prepared.validation), self.warnings or "none")
 
         torch.manual_seed(cfg.train.seed)
         if cfg.model.load_in_4bit or cfg.model.load_in_8bit:
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.train.gradient_checkpointing)
-        peft_model = get_peft_model(model, build_lora_config(cfg.lora))
+        peft_model = get_peft_model(model, build_lora_config(cfg.lora, model))
         trainable, total = peft_model.get_nb_trainable_parameters()
         self.info.update({"trainable_params": trainable, "total_params": total})
         if cfg.lora.init_lora_weights != "default" and not folder.adapter_init.exists():
             # olora/pissa change the base weights too; keep the initial adapter so that the saved one can be
             # converted into a plain LoRA that applies to the untouched base
             peft_model.save_pretrained(folder.adapter_init)
-        self._write_run_json()
+        if plan is None:
+            self._write_run_json()
 
         trainer = trainer_class()(
             model=peft_model, args=sft_config(cfg, folder.checkpoints), processing_class=tok,
             train_dataset=D.to_hf_dataset(prepared.train),
             eval_dataset=D.to_hf_dataset(prepared.validation) if prepared.validation else None,
-            callbacks=[make_callback(self.progress, self._stop, self.metrics.append)])
+            callbacks=[make_callback(self.progress, self._stop, self.metrics.append,
+                                     on_begin=lambda: self._on_train_begin(plan), on_step=self._heartbeat)])
         # the run's metrics go to metrics.jsonl and train.log; stdout is left to the CLI (its last line: the run folder)
         trainer.remove_callback(PrinterCallback)
         trainer.embedding_learning_rate = cfg.train.embedding_learning_rate
         trainer.skip_prompt_logits = cfg.train.skip_prompt_logits and cfg.data.completion_only_loss
-        ckpt = folder.last_checkpoint() if self.resume_dir else None
-        resume = str(ckpt) if ckpt else None
 
         self.state = Status.STOPPING if self._stop.is_set() else Status.TRAINING
-        if resume:
-            self._set_stage("resumed", step=int(ckpt.name.split("-")[-1]))
+        if plan is not None:
+            self._set_stage("resumed", step=plan.step)
         else:
             self._set_stage("training")
-        self._write_run_json()  # so that a reader of the folder sees "training", not "loading"
+            self._write_run_json()  # so that a reader of the folder sees "training", not "loading"
         t0 = time.monotonic()
-        trainer.train(resume_from_checkpoint=resume)
+        trainer.train(resume_from_checkpoint=str(plan.checkpoint) if plan else None)
         stopped = self._stop.is_set()
         if prepared.validation and not stopped and cfg.train.eval_steps == 0:
             self._set_stage("evaluating")
@@ -282,31 +321,25 @@ class TrainingJob:
         self._write_run_json()
         log.info(self.message)
 
+    def _on_train_begin(self, plan: ResumePlan | None) -> None:
+        """The trainer has started (a resumed run's checkpoint is loaded): only now is a resumed folder rewritten."""
+        if plan is None:
+            return
+        self._writes = True
+        self.folder.write_metrics(self.metrics.since(0))
+        self.metrics.path = self.folder.metrics
+        self.folder.write_config(self.cfg)
+        self.state = Status.STOPPING if self._stop.is_set() else Status.TRAINING
+        self._write_run_json()
+
+    def _heartbeat(self) -> None:
+        """run.json's step and heartbeat, every few seconds while training (a reader sees how far it got)."""
+        now = time.monotonic()
+        if now - self._last_beat >= HEARTBEAT_S:
+            self._last_beat = now
+            self._write_run_json()
+
     # ------------------------------------------------------------------ helpers
-
-    def _open_run_dir(self) -> RunFolder:
-        if self.resume_dir is not None:
-            folder = RunFolder(self.resume_dir)
-            if not folder.config.exists():
-                raise JobError(f"cannot resume {self.resume_dir}: it is not a run folder (no {folder.config.name})",
-                               field="resume")
-            if folder.last_checkpoint() is None:
-                raise JobError(f"cannot resume {self.resume_dir}: it has no checkpoint", field="resume")
-            self.info.update(folder.read_info())
-            self.info.pop("status", None)
-            return folder
-        return RunFolder.create(self.runs_dir, self.cfg.run_name or default_run_name(self.cfg))
-
-    def _kept_metrics(self) -> list[dict]:
-        """On resume: the records up to the checkpoint's step; the file is rewritten to match."""
-        if self.resume_dir is None:
-            return []
-        folder = RunFolder(self.resume_dir)
-        ckpt = folder.last_checkpoint()
-        step = int(ckpt.name.split("-")[-1]) if ckpt else 0
-        kept = [r for r in folder.read_metrics() if r.get("step", 0) <= step]
-        folder.write_metrics(kept)
-        return kept
 
     def _attach_log(self) -> None:
         handler = logging.FileHandler(self.folder.log, encoding="utf-8")
@@ -335,13 +368,26 @@ class TrainingJob:
         tmp.rename(out)
 
     def _write_run_json(self) -> None:
-        if self.folder is None or not self.folder.path.exists():
-            return
+        if not self._writes or self.folder is None or not self.folder.path.exists():
+            return  # a refused (or not yet started) resume writes nothing
         p = self.progress
         info = dict(self.info, status=str(self.state), step=p.step, max_steps=p.max_steps, warnings=self.warnings,
-                    error=self.error_message, updated=dt.datetime.now().isoformat(timespec="seconds"))
+                    error=self.error_message, updated=dt.datetime.now().isoformat(timespec="seconds"),
+                    pid=os.getpid(), heartbeat=dt.datetime.now().isoformat(timespec="seconds"))
         info.setdefault("created", info["updated"])
         self.folder.write_info(info)
+
+
+def dropped_rows_warnings(stats, data_cfg) -> list[str]:
+    """Rows the data preparation dropped, said as run warnings (never only a counter in run.json)."""
+    out = []
+    if stats.n_no_loss:
+        out.append(f"data.max_length: {stats.n_no_loss} rows were dropped because their answer starts after token "
+                   f"{data_cfg.max_length} (the longest row has {stats.max} tokens); raise data.max_length to keep them")
+    if stats.n_filtered:
+        out.append(f"data.min_tokens/max_tokens: {stats.n_filtered} rows were dropped by the length filter "
+                   f"(min_tokens={data_cfg.min_tokens}, max_tokens={data_cfg.max_tokens})")
+    return out
 
 
 def describe_error(e: BaseException) -> str:

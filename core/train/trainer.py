@@ -89,16 +89,26 @@ class Progress:
         return record if any(k in record for k in ("loss", "eval_loss")) else None
 
 
-def make_callback(progress: Progress, stop: threading.Event, on_record: Callable[[dict], None]):
-    """A TrainerCallback that feeds ``progress`` and ``on_record`` and honours ``stop`` (LLaMA-Factory does the same)."""
+def make_callback(progress: Progress, stop: threading.Event, on_record: Callable[[dict], None],
+                  on_begin: Callable[[], None] | None = None, on_step: Callable[[], None] | None = None):
+    """A TrainerCallback that feeds ``progress`` and ``on_record`` and honours ``stop`` (LLaMA-Factory does the same).
+
+    Args:
+        on_begin: called once the trainer has started (a resumed run's checkpoint is loaded by then).
+        on_step: called after every optimizer step (the job's heartbeat).
+    """
     from transformers import TrainerCallback
 
     class StudioCallback(TrainerCallback):
         def on_train_begin(self, args, state, control, **kwargs):
             progress.begin(state.max_steps, state.global_step)
+            if on_begin is not None:
+                on_begin()
 
         def on_step_end(self, args, state, control, **kwargs):
             progress.advance(state.global_step, state.epoch or 0.0)
+            if on_step is not None:
+                on_step()
             if stop.is_set():
                 # save a checkpoint at this very step so that resume continues from here
                 control.should_save = True

@@ -10,7 +10,8 @@ import html
 from collections.abc import Iterable, Sequence
 
 from core import locale
-from core.mcq import MCQ, validate_mcq
+from core.tasks.mcq_checks import validate_mcq
+from core.tasks.mcq_format import MCQ
 
 def _lang(lang: str) -> str:
     """Return a supported UI language, defaulting to Vietnamese."""

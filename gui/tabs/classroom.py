@@ -26,7 +26,8 @@ from core.config import DecodingConfig
 from core.inference.batch import run_prompt
 from core.inference.modelset import ADAPTER, BASE, MODELS
 from core.locale import text as t
-from core.mcq import LETTERS, REASON_CODES, mcqs_to_rows, validate_mcq
+from core.tasks.mcq_checks import REASON_CODES, mcqs_to_rows, validate_mcq
+from core.tasks.mcq_format import LETTERS
 from gui.edge import note_html, shows_errors
 from gui.render.mcq_cards import describe_reasons, render_mcq_html, render_printable_html
 from gui.state import AppContext

@@ -27,7 +27,7 @@ from core.models.load import load_tokenizer
 from core.models.registry import hub_reachable, resolve_model
 from core.paths import safe_join
 from gui.edge import error_html, error_message, note_html
-from gui.state import AppContext, effective_config
+from gui.state import AppContext, data_roots, effective_config
 from core.locale import text as t
 
 log = logging.getLogger("lora_studio.gui")
@@ -112,7 +112,11 @@ def _frame_cached(source: str, hub_split: str, mtime: float) -> pd.DataFrame:
 
 
 def load_frame(source: str, hub_split: str = "train") -> pd.DataFrame:
-    """Load (cached by file time) the frame of a source; a quick, clear error for an offline Hub."""
+    """Load (cached by file time) the frame of a source; a quick, clear error for an offline Hub.
+
+    The source may come from the API as it is: a file must lie inside the folders the app may read.
+    """
+    source = D.contained_source(source, data_roots())
     if _is_hub(source) and not hub_reachable():
         raise DataError(f"cannot load Hub dataset {source!r}: the Hugging Face Hub is unreachable", field="hub")
     return _frame_cached(source, hub_split or "train", _mtime(source)).copy()

@@ -65,18 +65,24 @@ class RunView:
 
 
 def current_run(runs_dir: Path) -> RunView:
-    """The live job if there is one, else the newest run folder, else an idle placeholder."""
+    """The running job if there is one, else the newest run folder as it is now, else an idle placeholder.
+
+    A job of this app that has ended is shown from its folder, not from memory: another process (the CLI) may
+    have resumed and finished it since.
+    """
     job = current_job()
-    if job is not None:
+    if job is not None and job.state not in FINAL:
         return RunView(job.status().to_dict(), str(job.run_dir) if job.run_dir else None, True)
     info = _latest_run(runs_dir)
     if info is None:
+        if job is not None:  # it ended before it made a folder (a bad setting): its message is all there is
+            return RunView(job.status().to_dict(), None, True)
         return RunView(JobStatus("idle", None).to_dict(), None, False)
     status = JobStatus(status=info.get("status", "idle"), run_dir=info["run_dir"], step=int(info.get("step") or 0),
                          max_steps=int(info.get("max_steps") or 0), elapsed=float(info.get("train_seconds") or 0.0),
                          error=info.get("error"), warnings=list(info.get("warnings") or []))
-    # note: a run.json may say "training" for a run of another process (the CLI) or of one that died;
-    # it is shown as read, marked "from disk", and this app cannot stop it
+    # note: "training" here is a run of another process (the CLI): this app cannot stop it; one whose process died
+    # is "interrupted" (core.run.effective_status)
     return RunView(status.to_dict(), info["run_dir"], False)
 
 

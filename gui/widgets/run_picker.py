@@ -18,7 +18,7 @@ from core import tasks
 from core.errors import AdapterError, StudioError
 from core.locale import text as t
 from core.paths import safe_join
-from core.run import FINAL, RunFolder, list_runs
+from core.run import FINAL, INTERRUPTED, RunFolder, list_runs
 from gui.state import AppContext
 
 
@@ -30,7 +30,7 @@ def adapter_runs(runs_dir: str | Path, template: str | None = None) -> list[dict
 
 def run_label(info: dict, lang: str) -> str:
     status = info.get("status", "")
-    key = f"runs.status_{status}" if status in {str(s) for s in FINAL} else "runs.status_other"
+    key = f"runs.status_{status}" if status in {str(s) for s in FINAL} | {INTERRUPTED} else "runs.status_other"
     return f"{info['name']} · {info.get('template') or '?'} · {t(key, lang)}"
 
 
