@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -27,7 +28,34 @@ def main(argv: list[str] | None = None) -> None:
 
     app = create_server(args.lang, args.runs_dir, host=args.host, port=args.port, data_dirs=tuple(args.data_dir))
     print(f"LoRA Studio on http://{args.host}:{args.port}/", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    # uvicorn shuts the server down on SIGINT / SIGTERM, then raises the signal again with the previous handler:
+    # SIGINT's raises KeyboardInterrupt; this one makes SIGTERM an exit too, so that the finally below runs
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        # open pages keep streams open: wait at most 3 s for them, then stop serving
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=3)
+    finally:
+        stop_training_on_exit()
+
+
+def _exit_on_sigterm(signum, frame) -> None:
+    raise SystemExit(128 + signum)
+
+
+def stop_training_on_exit(timeout: float = 600.0) -> None:
+    """Ctrl-C or SIGTERM while a run trains acts like Stop: the trainer ends its step and saves the adapter and a
+    checkpoint, so the run can be resumed (the training thread is a daemon: without this it would die mid-step)."""
+    from core.run import Status
+    from core.train.job import active_job
+
+    job = active_job()
+    if job is None or job.state not in (Status.LOADING, Status.TRAINING, Status.STOPPING):
+        return
+    print(f"stopping the training run {job.run_dir or ''} (saving its adapter; Ctrl-C again to abandon it) ...",
+          flush=True)
+    job.stop()
+    job.wait(timeout)
+    print(f"training run {job.run_dir or ''}: {job.state.value}", flush=True)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,11 @@ section can be re-run alone). Sections:
     e2e          time from Start to a merged and verified model (demo preset)
     ui           training_status latency through gradio_client, idle and while training
     demo         the classroom result: MCQ validity of base vs fine-tuned on the test split
+    mcq-checks   the content checks on the bundled gold MCQs: false flags, moved keys caught (seconds)
+    mcq-read     MCQs for the test split read as a teacher reads them: reader-judged correct k/n per case
+    merge-matrix every merge a user can click (model × method × dtype × init × target), 2 steps each, checked
+
+--quick prints only: a quick run never rewrites docs/.
 """
 
 from __future__ import annotations
@@ -24,7 +29,9 @@ from core.paths import REPO_ROOT
 
 DOCS = REPO_ROOT / "docs"
 RESULTS = DOCS / "bench_results.json"
-SECTIONS = ("system", "throughput", "load", "memory", "e2e", "ui", "demo")
+SECTIONS = ("system", "throughput", "load", "memory", "e2e", "ui", "demo", "mcq-checks", "mcq-read", "merge-matrix")
+# the long ones run only when asked for: the read evaluation needs a person to read, the matrix ~40 min
+DEFAULT = ("system", "throughput", "load", "memory", "e2e", "ui", "demo", "mcq-checks")
 QUICK = ("system", "throughput")
 
 
@@ -53,17 +60,22 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     p = argparse.ArgumentParser(prog="python -m bench")
-    p.add_argument("--quick", action="store_true", help="system + throughput at a small size (a minute or two)")
+    p.add_argument("--quick", action="store_true", help="system + throughput at a small size (a minute or two); prints only")
     p.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
     p.add_argument("--tiny", action="store_true", help="a micro random model: checks that the code runs (tests)")
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--no-write", action="store_true", help="print only; leave docs/ untouched")
-    p.add_argument("--demo-run", default=None, help="demo section: evaluate this trained demo run instead of training")
+    p.add_argument("--demo-run", action="append", default=None,
+                   help="demo / mcq-read: use this trained run instead of training the demo preset (mcq-read: "
+                        "repeat it to compare runs)")
+    p.add_argument("--reread", action="store_true",
+                   help="mcq-read: report the last generation again (after new verdicts) instead of generating")
+    p.add_argument("--full", action="store_true", help="merge-matrix: every cell (default: a representative subset)")
     args = p.parse_args(argv)
 
     from bench import report, system, throughput
 
-    sections = args.only or (QUICK if args.quick else SECTIONS)
+    sections = args.only or (QUICK if args.quick else DEFAULT)
     results = _load()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -91,14 +103,29 @@ def main(argv: list[str] | None = None) -> int:
             for name in ("load", "memory", "ui"):
                 if name in sections:
                     results[name] = getattr(e2e, name)(reps=args.reps)
-            demo_run = args.demo_run
+            demo_run = args.demo_run[0] if args.demo_run else None
             if "e2e" in sections:
                 results["e2e"] = e2e.e2e(reps=args.reps, runs_dir=tmp / "e2e")
                 demo_run = demo_run or results["e2e"]["run_dirs"][0]  # evaluate a run e2e trained: no third training
             if "demo" in sections:
                 results["demo"] = e2e.demo(run_dir=demo_run)
-    if args.tiny or args.no_write:
-        print(json.dumps({k: results[k] for k in sections if k in results}, indent=1, default=str)[:4000])
+            if "mcq-read" in sections:
+                from bench import mcq_read
+
+                runs = args.demo_run or [demo_run or e2e.train_demo(tmp / "mcq-read")]
+                again = results.get("mcq_read", {}).get("generated") if args.reread else None
+                results["mcq_read"] = mcq_read.section(runs, generated=again)
+        if "mcq-checks" in sections:
+            from bench import mcq_checks
+
+            results["mcq_checks"] = mcq_checks.section()
+        if "merge-matrix" in sections:
+            from bench import merge_matrix
+
+            results["merge_matrix"] = merge_matrix.run(tmp / "matrix", full=args.full, tiny=args.tiny)
+    if args.tiny or args.no_write or args.quick:
+        keys = [k.replace("-", "_") for k in sections]
+        print(json.dumps({k: results[k] for k in keys if k in results}, indent=1, default=str)[:4000])
         return 0
     DOCS.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False, default=str), encoding="utf-8")

@@ -29,6 +29,11 @@ def _run_dir(res: subprocess.CompletedProcess) -> Path:
     return Path(res.stdout.strip().splitlines()[-1])
 
 
+def train_demo(runs_dir: Path) -> Path:
+    """Train the demo preset into ``runs_dir`` (for a section that needs a trained demo run and was given none)."""
+    return _run_dir(_cli("train", DEMO, "--runs-dir", str(runs_dir)))
+
+
 def load(reps: int = 3) -> dict:
     """Embedded SmolLM2: from the safetensors cache vs dequantizing its GGUF file."""
     import torch

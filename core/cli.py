@@ -7,7 +7,9 @@
     python -m core inspect-data FILE_OR_SAMPLE [--set data.field=value …] [--model NAME]
     python -m core estimate PRESET.yaml [--set …]
     python -m core merge RUN_DIR [--dtype float32|bfloat16|float16] [--onto auto|original|dequantized|4bit] [--out DIR]
+    python -m core export RUN_DIR --to gguf [--quant f16|q8_0|q4_k_m] [--out DIR] [--build-tools]
     python -m core generate RUN_DIR --input FILE.jsonl --out FILE.csv [--which base,adapter,merged] [--max-new-tokens N]
+    python -m core quiz RUN_DIR --input CHAPTER.txt --out quiz.csv [--per-paragraph K] [--candidates N]
     python -m core chain STAGE1.yaml STAGE2.yaml [… more] [--set k=v …] [--stage-set N:k=v …] [--runs-dir DIR]
 
 Errors print one line, ``error: <what> (<field or file>)``, and exit with status 2.
@@ -272,6 +274,22 @@ def _cmd_merge(args) -> int:
     return 0
 
 
+def _cmd_export(args) -> int:
+    from core.export.run import export_run
+
+    report = export_run(args.run_dir, quant=args.quant, out=args.out, verify=not args.no_verify,
+                        build_tools=args.build_tools,
+                        progress=lambda code, **fmt: print(locale.text(code, "en", **fmt), file=sys.stderr))
+    figures = (report.verification or {}).get("summary") or ""
+    print(f"export: {report.verdict}" + (f" ({figures})" if figures else ""), file=sys.stderr)
+    print(report.gguf)
+    if report.verdict == "failed":
+        print("error: the GGUF does not answer like the merged model; see export_report.json beside it",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
 def _cmd_generate(args) -> int:
     from core.inference.batch import generate_file
 
@@ -279,6 +297,42 @@ def _cmd_generate(args) -> int:
         "max_new_tokens": "--max-new-tokens", "do_sample": "--sample", "temperature": "--temperature",
         "top_p": "--top-p", "seed": "--seed", "repetition_penalty": "--repetition-penalty"})
     print(generate_file(args.run_dir, args.input, args.out, which=args.which, decoding=decoding))
+    return 0
+
+
+def _cmd_quiz(args) -> int:
+    from core.inference.batch import check_output_file
+    from core.inference.modelset import ModelSet
+    from core.inference.quiz import QuizWriter, read_quiz_input, to_items
+    from core.run import RunInfo
+    from core.tasks import MCQ, family_of
+    from core.tasks.quiz_export import WRITERS
+
+    if args.per_paragraph < 1 or args.candidates < 1:
+        raise ConfigError(f"--per-paragraph and --candidates must be ≥ 1, got {args.per_paragraph} and "
+                          f"{args.candidates}", field="--per-paragraph")
+    out = check_output_file(Path(args.out))
+    rows = read_quiz_input(args.input)  # a missing, empty or paragraph-less file: before any model loads
+    run = RunInfo.load(args.run_dir)  # not a run folder: likewise
+    if family_of(run.template) != MCQ:
+        raise StudioError(f"{run.run_dir.name} is not a question-writing run (its task is {run.template}); train "
+                          "one on multiple-choice questions", field="run_dir")
+    writer = QuizWriter(ModelSet.from_run(run.run_dir), candidates=args.candidates)
+    questions = []
+    for i, row in enumerate(rows, 1):
+        got = writer.write(row["context"], answer=row.get("answer"), k=args.per_paragraph, seed=i)
+        questions += got
+        print(f"paragraph {i}/{len(rows)}: " + ", ".join(f"{q.status}" + (f" ({'; '.join(q.reasons)})" if q.reasons
+                                                                           else "") for q in got), file=sys.stderr)
+    items = to_items(questions)
+    write, _ = WRITERS[args.format]
+    for w in write(items, out):
+        print(f"warning: question {w.number} {w.field}: {w.length} characters, over the platform's {w.limit}",
+              file=sys.stderr)
+    n_ok = sum(q.status == "ok" for q in questions)
+    print(f"{len(items)} questions written ({n_ok} passed every check, {len(questions) - n_ok} flagged for a "
+          f"teacher to look at)", file=sys.stderr)
+    print(out)
     return 0
 
 
@@ -382,6 +436,17 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(m, C.MergeConfig, "n_prompts", "--prompts")
     m.set_defaults(func=_cmd_merge)
 
+    x = sub.add_parser("export", help="export a run for Ollama / LM Studio / llama.cpp (GGUF + Modelfile), verified")
+    x.add_argument("run_dir")
+    x.add_argument("--to", default="gguf", choices=("gguf",), help="the format (default: gguf)")
+    x.add_argument("--quant", default="f16", choices=("f16", "q8_0", "q4_k_m"),
+                   help="f16: as merged (verified to pass); q8_0 / q4_k_m: smaller, lossy, measured (default: f16)")
+    x.add_argument("--out", default=None, help="output folder (default: RUN_DIR/export/QUANT)")
+    x.add_argument("--no-verify", action="store_true", help="skip the comparison with the merged model")
+    x.add_argument("--build-tools", action="store_true",
+                   help="build llama.cpp's binaries if missing (q4_k_m needs llama-quantize; a few minutes)")
+    x.set_defaults(func=_cmd_export)
+
     g = sub.add_parser("generate", help="generate for every row of a file with base / adapter / merged, to a CSV")
     g.add_argument("run_dir")
     g.add_argument("--input", required=True, help="a CSV / JSON / JSONL / Parquet file (MCQ: a context column)")
@@ -392,6 +457,16 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("temperature", "repetition_penalty", "top_p", "seed"):
         _flag(g, C.DecodingConfig, name, "--" + name.replace("_", "-"))
     g.set_defaults(func=_cmd_generate)
+
+    q = sub.add_parser("quiz", help="write a quiz from a chapter: questions, checked, to CSV / GIFT / Moodle / Kahoot")
+    q.add_argument("run_dir", help="a run trained on multiple-choice questions")
+    q.add_argument("--input", required=True, help="a JSONL of {context, answer?} or a text file, paragraphs "
+                                                  "separated by blank lines")
+    q.add_argument("--out", required=True, help="the file to write")
+    q.add_argument("--per-paragraph", type=int, default=1, help="questions per paragraph (default 1)")
+    q.add_argument("--candidates", type=int, default=4, help="answers sampled per question, the best kept (default 4)")
+    q.add_argument("--format", default="csv", choices=("csv", "gift", "moodle", "kahoot", "quizizz"))
+    q.set_defaults(func=_cmd_quiz)
 
     c = sub.add_parser("chain", help="train presets in turn, each on the previous stage's merged model")
     c.add_argument("presets", nargs="+", help="two or more presets, in order")

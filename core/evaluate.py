@@ -19,7 +19,6 @@ from core.config import DecodingConfig
 from core.errors import DataError
 from core.inference.generate import model_device
 from core.inference.modelset import ADAPTER, BASE, MERGED, WHICH, ModelSet
-from core.tasks.mcq_checks import validate_mcq
 from core.paths import SAMPLES_DIR
 from core.run import RunFolder, write_json_atomic
 
@@ -191,8 +190,8 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", which: Iterable[st
         sample = {"prompt": prompts[j][-300:]}
         for name, texts in outputs.items():
             sample[name] = texts[j]
-            if task.name == tasks.MCQ:
-                sample[f"{name}_valid"] = validate_mcq(texts[j]).valid
+            if task.check is not None:
+                sample.update({f"{name}_{k}": v for k, v in task.check(texts[j], gen_roles[j]).items()})
         report["samples"].append(sample)
     report["seconds"] = round(time.monotonic() - t0, 1)
     write_json_atomic(folder.eval_report, report)

@@ -36,7 +36,7 @@ def table(lang: str) -> dict[str, str]:
     return json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_no_duplicates)
 
 
-def text(key: str, lang: str = "en", **fmt: object) -> str:
+def text(key: str, lang: str = "en", /, **fmt: object) -> str:
     """The words of ``key`` in ``lang``, formatted with ``fmt``; a missing key is a bug and raises KeyError."""
     words = table(lang)[key]
     return words.format(**fmt) if fmt else words

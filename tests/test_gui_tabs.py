@@ -6,6 +6,8 @@ One 3-step micro run is trained for the whole module; every handler is called as
 from __future__ import annotations
 
 import csv
+import html
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from conftest import REPO, micro_overrides
 
 from core.locale import text as t
 from gui.render.compare import word_diff_html
+from gui.render.mcq_cards import quiz_card_html
 from gui.tabs import analysis as tab_analysis
 from gui.tabs import classroom as tab_classroom
 from gui.tabs import compare as tab_compare
@@ -79,7 +82,7 @@ def test_run_picker_lists_only_runs_with_an_adapter(micro_run, runs_dir):
     (runs_dir / "half-done" / "run.json").write_text('{"status": "failed"}', encoding="utf-8")
     names = [value for _, value in run_picker.run_choices(runs_dir, "vi")]
     assert micro_run in names and "half-done" not in names
-    assert run_picker.default_run(runs_dir, "mcq_generation") == micro_run
+    assert run_picker.default_run(runs_dir, "mcq") == micro_run
     with pytest.raises(Exception):
         run_picker.resolve_run(runs_dir, "../../etc")
 
@@ -103,6 +106,18 @@ def test_push_without_a_token_says_so_and_clears_the_box(merged, micro_run, runs
     assert t("merge.push_need_token", "en") in result and token_box == ""
     result, token_box = tab_merge.push(micro_run, "me/model", "hf_secret123", True, "en", str(runs_dir))
     assert token_box == "" and "hf_secret123" not in result  # offline: a clear error, never the token
+
+
+@pytest.mark.skipif(__import__("core.export.toolchain", fromlist=["x"]).converter_path() is None,
+                    reason="llama.cpp's converter is not installed: run `python -m core.export.toolchain` once")
+def test_export_handler_writes_a_checked_gguf_and_says_how_to_use_it(merged, micro_run, runs_dir):
+    verdict, files = tab_merge.export(micro_run, "f16", "vi", str(runs_dir))
+    assert "ls-error" not in verdict and "✓" in verdict, verdict
+    folder = runs_dir / micro_run / "export" / "f16"
+    assert str(folder / "Modelfile") in files and "ollama create" in files
+    assert (folder / "Modelfile").read_text(encoding="utf-8").startswith("# Made by LoRA Studio")
+    verdict, _ = tab_merge.export(None, "f16", "vi", str(runs_dir))
+    assert t("runs.pick_run", "vi") in verdict
 
 
 # ----------------------------------------------------------------------------- compare
@@ -142,33 +157,100 @@ def test_sample_contexts_come_from_the_test_split():
     assert text in test and text != contexts[0]["context"]
 
 
-def test_classroom_generate_and_export(micro_run, runs_dir):
+def _kept_item(paragraph: str, text: str, *, rekey: bool = True) -> dict:
+    """A question as the Classroom keeps it, read by the pipeline from ``text`` (what a model might have written)."""
+    from core.inference import quiz as Q
+
+    q = Q.choose([Q.read_candidate(text, paragraph, rekey=rekey)], paragraph, time.monotonic())
+    return tab_classroom._item(q, 0)
+
+
+PARAGRAPH = ("Bàn phím và chuột là thiết bị vào. Màn hình và máy in là thiết bị ra. Thiết bị vào dùng để nhập dữ "
+             "liệu vào máy tính, thiết bị ra đưa kết quả ra cho người dùng.")
+
+
+def test_classroom_writes_one_question_per_paragraph_of_a_chapter(micro_run, runs_dir):
+    contexts = [c["context"] for c in tab_classroom.sample_contexts()[:2]]
+    base, status, items, kept = tab_classroom.write_quiz(micro_run, "\n\n".join(contexts), "", True, False, "vi",
+                                                         str(runs_dir))
+    assert "ls-error" not in status, status
+    assert base == ""  # the comparison is for one paragraph
+    assert [it["paragraph"] for it in items] == contexts and len(kept) == 2
+    assert all(it["n_candidates"] == tab_classroom.Q.CANDIDATES for it in items)
+    assert kept == [it["status"] == "ok" and it["structure_ok"] for it in items]
+    # one paragraph: the original model answers beside it, with its own structure badge
+    base, status, items, kept = tab_classroom.write_quiz(micro_run, contexts[0], "", True, False, "en", str(runs_dir))
+    assert t("classroom.base", "en") in base and "ls-badge-pill" in base and len(items) == 1
+    # "write another": the same paragraph, other samples
+    again, kept2, note = tab_classroom.write_another(0, micro_run, items, kept, "en", str(runs_dir))
+    assert again[0]["paragraph"] == contexts[0] and again[0]["seed"] != items[0]["seed"]
+    assert t("classroom.rewritten", "en", n=1, s="").split()[0] in note
+
+
+def test_classroom_says_what_it_did_not_use_and_stays_usable(micro_run, runs_dir):
+    _, status, items, _ = tab_classroom.write_quiz(micro_run, PARAGRAPH, "thiết bị vào", False, False, "vi",
+                                                   str(runs_dir))
+    assert t("classroom.answer_not_used", "vi") in status and len(items) == 1  # a plain MCQ run: no answer line
+    for empty in ("", "   \n\n  "):
+        base, status, items, kept = tab_classroom.write_quiz(micro_run, empty, "", True, False, "vi", str(runs_dir))
+        assert t("classroom.empty", "vi") in status
+    assert "ls-warn" in tab_classroom.write_quiz(None, PARAGRAPH, "", True, False, "vi", str(runs_dir))[1]
+
+
+def test_a_flagged_question_says_why_in_words_and_a_good_one_has_both_badges():
     from core.tasks.mcq_format import format_mcq
 
-    context = tab_classroom.sample_contexts()[0]["context"]
-    base, tuned, status, history, note = tab_classroom.generate(micro_run, context, False, "vi", str(runs_dir), [])
-    assert "ls-error" not in status, status
-    for card in (base, tuned):
-        assert 'class="mcq-card"' in card and ("ls-valid" in card or "ls-invalid" in card)
-        assert "<details" in card  # the answer is revealed on click
-    assert [h["model"] for h in history] == ["base", "fine-tuned"]
-    # a random micro model writes no real question: add a well-formed one to check the exports' content
-    good = format_mcq("Thiết bị nào dùng để nhập dữ liệu?", ["Bàn phím", "Màn hình", "Loa", "Máy in"], "A")
-    history.append({"model": "fine-tuned", "run": micro_run, "context": context, "text": good})
-    assert "ls-valid" in tab_classroom.card_html("x", good, "vi")
+    # the key names a device the paragraph never mentions, while option A is in it
+    wrong_key = format_mcq("Thiết bị nào là thiết bị vào?", ["Bàn phím", "Loa", "Tai nghe", "Máy chiếu"], "C")
+    flagged = tab_classroom._question(_kept_item(PARAGRAPH, wrong_key, rekey=False))
+    assert flagged.status == "flagged" and "key_unsupported" in flagged.reasons
+    card = quiz_card_html(flagged, "vi")
+    assert t("mcq.content.key_unsupported", "vi", better="A", key="C") in html.unescape(card)
+    assert t("mcq.badge.structure_ok", "vi") in card and t("mcq.badge.content_flagged", "vi") in card
+    rekeyed = tab_classroom._question(_kept_item(PARAGRAPH, wrong_key))  # the pipeline moves the key, and says so
+    assert rekeyed.mcq.answer == "A" and rekeyed.status == "ok"
+    assert t("mcq.content.rekeyed", "en", old="C", new="A") in html.unescape(quiz_card_html(rekeyed, "en"))
+    assert t("mcq.badge.content_ok", "en") in quiz_card_html(rekeyed, "en")
 
-    path, msg = tab_classroom.export_csv(history, False, False, "vi")
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        rows = list(csv.DictReader(f))
-    assert len(rows) == 3 and rows[-1]["question"] == "Thiết bị nào dùng để nhập dữ liệu?" and rows[-1]["answer"] == "A"
-    path, msg = tab_classroom.export_csv(history, True, True, "vi")
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        assert len(list(csv.DictReader(f))) == 1
 
-    path, msg = tab_classroom.export_printable(history, True, False, "Kiểm tra 15 phút", "vi")
-    page = Path(path).read_text(encoding="utf-8")
-    assert "Kiểm tra 15 phút" in page and "Thiết bị nào dùng để nhập dữ liệu?" in page and "Bàn phím" in page
-    assert tab_classroom.export_csv([], True, False, "en")[0] is None
+def test_only_kept_questions_are_exported_and_every_format_parses_back():
+    import xml.etree.ElementTree as ET
+
+    import openpyxl
+
+    from core.tasks.mcq_format import format_mcq
+
+    good = format_mcq("Thiết bị nào là thiết bị vào?", ["Bàn phím", "Màn hình", "Máy in", "Loa"], "A")
+    other = format_mcq("Thiết bị nào đưa kết quả ra?", ["Chuột", "Màn hình", "Bàn phím", "Ổ cứng"], "B")
+    items = [_kept_item(PARAGRAPH, good), _kept_item(PARAGRAPH, other), _kept_item(PARAGRAPH, "rác")]
+    kept = [True, False, True]  # the teacher dropped the second; the third has no structure and cannot go out
+    assert tab_classroom.export_note(items, kept, "en") == t("classroom.export_intro", "en", n=1, total=3)
+    for fmt in tab_classroom.FORMATS:
+        path, status = tab_classroom.export_quiz(items, kept, fmt, "Kiểm tra 15 phút", "vi")
+        assert path and "ls-error" not in status, (fmt, status)
+        data = Path(path).read_bytes()
+        if fmt in ("kahoot", "quizizz"):
+            import io
+
+            cells = [str(c) for row in openpyxl.load_workbook(io.BytesIO(data)).active.iter_rows(values_only=True)
+                     for c in row if c is not None]
+            assert "Thiết bị nào là thiết bị vào?" in cells and "Thiết bị nào đưa kết quả ra?" not in cells, fmt
+        else:
+            text = data.decode("utf-8-sig")
+            assert "Thiết bị nào là thiết bị vào?" in text and "Thiết bị nào đưa kết quả ra?" not in text, fmt
+            if fmt == "moodle":
+                assert len(ET.fromstring(text).findall("question[@type='multichoice']")) == 1
+            if fmt == "csv":
+                rows = list(csv.DictReader(io_lines(text)))
+                assert len(rows) == 1 and rows[0]["key"] == "A"
+    path, status = tab_classroom.export_quiz(items, [False, False, False], "gift", "", "vi")
+    assert path is None and t("classroom.nothing", "vi") in status
+
+
+def io_lines(text: str):
+    import io
+
+    return io.StringIO(text, newline="")
 
 
 def test_evaluation_table_translates_reasons():

@@ -295,7 +295,7 @@ def test_a_killed_merge_leaves_no_hidden_folder_behind(tmp_path):
 def outside(tmp_path) -> Path:
     secret = tmp_path / "secret" / "passwords.csv"
     secret.parent.mkdir()
-    secret.write_text("question,answer_a\nsecret,42\n")
+    secret.write_text("question,answer_a\nhunter2-secret,hunter2-pin\n")
     return secret
 
 
@@ -311,7 +311,7 @@ def test_no_dataset_argument_reads_a_file_outside_the_allowed_folders(outside, t
     with pytest.raises(DataError, match="outside the folders this app may read"):
         effective_config(config, dataset)
     html_, tokens = tab_dataset.preview_row(dataset, config, 1, "en")
-    assert "outside the folders" in html_ and "secret" not in tokens and "42" not in html_
+    assert "outside the folders" in html_ and "hunter2" not in tokens and "hunter2" not in html_
     assert "outside the folders" in tab_training.start_training(config, dataset, "x", "en", tmp_path / "runs")
     assert not (tmp_path / "runs").exists()
     config["data"]["source"] = str(outside)  # the same file named in the config instead
@@ -327,3 +327,75 @@ def test_no_dataset_argument_reads_a_file_outside_the_allowed_folders(outside, t
     out = dict(zip(tab_dataset._output_names(), tab_dataset.load_dataset(str(outside), "train", {}, "en",
                                                                           tmp_path / "uploads")))
     assert "escapes its folder" in out["info"]
+
+
+# ----------------------------------------------------------------------------- the app as a process
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve(runs: Path, log: Path) -> tuple[subprocess.Popen, str]:
+    """``python app.py`` on a free port; waits until it answers."""
+    import urllib.request
+
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--runs-dir", str(runs), "--lang", "en",
+                             "--data-dir", str(SHORT_MCQ.parent)],
+                            cwd=REPO, env=dict(_env(), GRADIO_ANALYTICS_ENABLED="False"), stdout=log.open("a"),
+                            stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return proc, url
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise AssertionError(f"app.py did not answer within 180 s: {log.read_text()[-3000:]}")
+
+
+def test_the_app_stops_its_training_on_sigterm_and_merges_a_run_made_after_the_page(micro_model, tmp_path):
+    from gradio_client import Client
+
+    runs, log = tmp_path / "runs", tmp_path / "app.log"
+    proc, url = _serve(runs, log)
+    try:
+        client = Client(url, verbose=False)
+        cfg = C.load_yaml(REPO / DEMO, micro_overrides(micro_model, **{"train.max_steps": 5000}))
+        dataset = {"source": str(SHORT_MCQ), "hub_split": "train", "column_map": {}}
+        note = client.predict(C.to_dict(cfg), dataset, "shutdown", api_name="/start_training")
+        assert "error" not in note.lower(), note
+        deadline = time.time() + 120
+        while client.predict(api_name="/training_status").get("step", 0) < 2:
+            assert time.time() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)  # what a service manager, or closing a terminal, sends
+        assert proc.wait(120) == 128 + signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    (run,) = [Path(info["run_dir"]) for info in list_runs(runs)]
+    folder = RunFolder(run)
+    assert folder.read_info()["status"] == "stopped" and folder.has_adapter(), log.read_text()[-2000:]
+    assert "stopping the training run" in log.read_text()
+
+    proc, url = _serve(runs, log)  # a page built with the run in its list, then one made after it
+    try:
+        client = Client(url, verbose=False)
+        made = subprocess.run(_train_args(micro_model, runs, "later", **{"train.max_steps": 2}), cwd=REPO,
+                              env=_env(), capture_output=True, text=True, timeout=300)
+        assert made.returncode == 0, made.stderr[-2000:]
+        later = Path(made.stdout.strip().splitlines()[-1])
+        badge, _report, out_dir = client.predict(later.name, "float32", "auto", api_name="/merge")
+        assert "passed" in badge.lower() or "✓" in badge, badge
+        assert RunFolder(later).has_merged()
+    finally:
+        proc.terminate()
+        proc.wait(60)

@@ -9,10 +9,10 @@ from core import tasks
 from core.errors import DataError
 from core.templates import TemplateContext
 
+MCQ_ROW = {"context": "RAM là bộ nhớ trong.", "question": "RAM là gì?", "answer_a": "Bộ nhớ trong",
+           "answer_b": "Bộ nhớ ngoài", "answer_c": "Thiết bị vào", "answer_d": "Thiết bị ra", "correct_answer": "A"}
 ROWS = {  # one role-keyed row per task
-    "mcq_generation": {"context": "RAM là bộ nhớ trong.", "question": "RAM là gì?", "answer_a": "Bộ nhớ trong",
-                       "answer_b": "Bộ nhớ ngoài", "answer_c": "Thiết bị vào", "answer_d": "Thiết bị ra",
-                       "correct_answer": "A"},
+    "mcq_generation": MCQ_ROW, "mcq_answer_first": MCQ_ROW,
     "cpt": {"title": "Bộ nhớ", "context": "RAM là bộ nhớ trong."},
     "alpaca": {"instruction": "Dịch sang tiếng Anh", "input": "bộ nhớ", "output": "memory"},
     "chat": {"messages": [{"role": "user", "content": "Xin chào"}, {"role": "assistant", "content": "Chào bạn"}]},
@@ -25,10 +25,12 @@ PLAIN = TemplateContext(eos_token="</s>")
 def test_the_registry_is_the_one_list_of_task_names_and_the_config_takes_it_from_there():
     assert set(tasks.TASK_NAMES) == set(ROWS)
     assert C.literal_choices(C.field_type("data", "template")) == ("auto", *tasks.TASK_NAMES)
-    schemas = [t.schema for t in tasks.TASKS.values()]
-    assert len(set(schemas)) == len(schemas), "one task per schema, so that auto is unambiguous"
     for t in tasks.TASKS.values():
-        assert tasks.resolve_template("auto", t.schema) == t.name == tasks.resolve_template(t.name, "anything")
+        assert tasks.resolve_template(t.name, "anything") == t.name
+        # auto picks the first task registered for the schema: for MCQ data the plain MCQ task
+        assert tasks.resolve_template("auto", t.schema) == next(u.name for u in tasks.TASKS.values()
+                                                                 if u.schema == t.schema)
+    assert tasks.resolve_template("auto", "mcq") == "mcq_generation"
 
 
 @pytest.mark.parametrize("name", [n for n in ROWS if n != "chat"])  # chat needs a tokenizer's chat template
@@ -41,11 +43,28 @@ def test_each_task_trains_on_its_prompt_followed_by_the_answer(name):
         assert start >= len(prompt) and end <= len(formatted.text)
 
 
-def test_only_the_mcq_task_groups_rows_by_paragraph_and_penalises_repeats():
-    grouped = {n for n, t in tasks.TASKS.items() if t.group_role}
-    assert grouped == {tasks.MCQ} and tasks.get(tasks.MCQ).single_input == "context"
-    assert tasks.get(tasks.MCQ).repetition_penalty > 1.0
-    assert all(t.repetition_penalty == 1.0 for n, t in tasks.TASKS.items() if n != tasks.MCQ)
+def test_only_the_mcq_tasks_group_rows_by_paragraph_and_penalise_repeats():
+    mcq = {n for n, t in tasks.TASKS.items() if t.family == tasks.MCQ}
+    assert mcq == {"mcq_generation", "mcq_answer_first"}
+    assert {n for n, t in tasks.TASKS.items() if t.group_role} == mcq
+    assert all(tasks.get(n).single_input == "context" and tasks.get(n).repetition_penalty > 1.0 for n in mcq)
+    assert all(t.repetition_penalty == 1.0 for n, t in tasks.TASKS.items() if n not in mcq)
+
+
+def test_the_answer_first_task_names_the_answer_and_a_teacher_can_choose_it():
+    from core.tasks.mcq import ANSWER_LINE, split_answer_line
+
+    formatted = tasks.format_row(MCQ_ROW, "mcq_answer_first", PLAIN)
+    completion = formatted.text[formatted.loss_spans[0][0]:]
+    assert completion.startswith(f"{ANSWER_LINE} Bộ nhớ trong\nCâu hỏi: RAM là gì?\nA. Bộ nhớ trong")
+    answer, body = split_answer_line(completion)
+    assert answer == "Bộ nhớ trong" and body.startswith("Câu hỏi:")
+    assert split_answer_line("Câu hỏi: x") == (None, "Câu hỏi: x")
+    chosen = tasks.inference_prompt("mcq_answer_first", {"context": "RAM là bộ nhớ trong.", "answer_text": "RAM"},
+                                    PLAIN)
+    assert chosen.endswith(f"{ANSWER_LINE} RAM\n")
+    assert tasks.inference_prompt("mcq_answer_first", {"context": "x"}, PLAIN) == \
+        tasks.inference_prompt("mcq_generation", {"context": "x"}, PLAIN)
 
 
 def test_an_unknown_template_names_the_known_ones():

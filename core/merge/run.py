@@ -24,8 +24,8 @@ from core.config import DecodingConfig, MergeConfig
 from core.errors import ConfigError, StudioError
 from core.inference.adapters import adapter_sha256, apply_adapter, load_adapter_tensors, load_base, tokenizer_for
 from core.inference.generate import model_device
-from core.merge.build import (build_merged, dtype_name, precision, reload_merged, resolve_onto, save_merged,
-                              trained_on, upcast_unquantized)
+from core.merge.build import (build_merged, dequantize_as_computed, dtype_name, precision, reload_merged,
+                              resolve_onto, save_merged, trained_on, upcast_unquantized)
 from core.merge.markdown import summary, write_markdown
 from core.merge.report import DTYPES, REPORT_JSON, REPORT_MD, MergeReport, TargetResult, load_report
 from core.merge.verify import Reference, measure, prompt_set
@@ -126,6 +126,14 @@ def _reference_model(run: RunInfo, dtype: str) -> tuple[Any, str, str, dict, lis
         model = upcast_unquantized(load_base(run))
         code, args = "float32_unquantized", {"trained_on": trained_on(run)}
         notes = [{"code": "float32_reference_qlora", "args": {"dtype": run_dtype}}]
+    elif run.cfg.model.load_in_8bit and dtype == "float32":
+        # LLM.int8 rounds the activations to 8 bits at every matmul too: that is arithmetic, like bf16 rounding,
+        # not a property of the weights, and no merged model can repeat it. The reference holds the int8 weights
+        # exactly as trained, dequantized, computing in float32 — the dequantized merge holds the same weights
+        model = dequantize_as_computed(load_base(run))
+        code, args = "float32_dequantized_8bit", {}
+        notes = [{"code": "float32_reference_8bit", "args": {}}]
+        ref_dtype = "float32"
     else:
         model, code, args, notes = load_base(run), "as_trained", {}, []
     model, more = apply_adapter(model, run.adapter_dir, expected_bases=run.base_names)

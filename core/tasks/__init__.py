@@ -15,9 +15,17 @@ from core.tasks import chat, mcq, price, text
 from core.tasks.base import Task
 from core.templates import Formatted, TemplateContext
 
-TASKS: dict[str, Task] = {t.name: t for t in (mcq.TASK, text.CPT, chat.ALPACA, chat.CHAT, price.TASK, text.TEXT)}
+# the order is the form's; for_schema picks the first task of a schema (mcq: the plain MCQ task)
+TASKS: dict[str, Task] = {t.name: t for t in (mcq.TASK, mcq.ANSWER_FIRST, text.CPT, chat.ALPACA, chat.CHAT,
+                                              price.TASK, text.TEXT)}
 TASK_NAMES: tuple[str, ...] = tuple(TASKS)
-MCQ = mcq.TASK.name  # the classroom's task: the Classroom tab lists only runs of it
+MCQ = mcq.TASK.family  # the classroom's family of tasks: the Classroom tab lists only their runs
+
+
+def family_of(template: str) -> str:
+    """The family of a template name ("" for a name the registry does not know: an older or foreign run)."""
+    task = TASKS.get(template)
+    return task.family if task else ""
 
 
 def get(name: str) -> Task:
@@ -33,7 +41,7 @@ def get(name: str) -> Task:
 
 
 def for_schema(schema: str) -> Task | None:
-    """The task that fits a detected schema, or None."""
+    """The task that fits a detected schema (the first registered for it), or None."""
     return next((t for t in TASKS.values() if t.schema == schema), None)
 
 

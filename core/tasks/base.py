@@ -29,7 +29,10 @@ class Task:
             questions on one paragraph: greedy decoding would write the same answer for each).
         repetition_penalty: the decoding default on the answer's own tokens for evaluation and the GUI.
         judge: generated texts (and their role-keyed rows) → the task's metric, a JSON-safe dict; None: no metric.
+        check: one generated text (and its row) → its own verdicts, e.g. ``{"valid": True}``, shown per sample.
         baselines: (train rows, eval rows) → the metric of non-model baselines (price: mean, linear regression).
+        family: tasks that write the same kind of answer (both MCQ templates: "mcq"); the Classroom lists the
+            runs of the MCQ family. Defaults to the name.
     """
 
     name: str
@@ -41,7 +44,13 @@ class Task:
     group_role: str | None = None
     repetition_penalty: float = 1.0
     judge: Callable[[list[str], list[dict]], dict[str, Any]] | None = None
+    check: Callable[[str, dict], dict[str, Any]] | None = None
     baselines: Callable[[list[dict], list[dict]], dict[str, float]] | None = None
+    family: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.family:
+            object.__setattr__(self, "family", self.name)
 
     @property
     def single_input(self) -> str | None:

@@ -7,8 +7,9 @@ the decoding default and the metric. The format and its parser are ``mcq_format`
 
 from __future__ import annotations
 
-from core.tasks.mcq_checks import summarize
+from core.tasks.mcq_checks import summarize, validate_mcq
 from core.tasks.mcq_format import format_mcq
+from core.errors import DataError
 from core.tasks.base import Task
 from core.templates import Formatted, TemplateContext, generation_prompt, need, pair
 
@@ -42,12 +43,70 @@ def prompt_mcq(row: dict, ctx: TemplateContext) -> str:
     return generation_prompt(mcq_prompt(need(row, "context")), ctx)
 
 
+# The answer-first variant: the model first names the answer it will ask about — copied from the paragraph, or
+# given by the teacher — then writes the question for it. Why: sampling questions from the paragraph alone gave a
+# usable question in about a quarter of the paragraphs (../shared/notes/mcq-sampling-2026-12-01.md); asking for a
+# given answer keeps the question on what the paragraph says, and the key can be set from the plan.
+ANSWER_LINE = "Ý cần hỏi:"
+
+
+def split_answer_line(text: str) -> tuple[str | None, str]:
+    """``"Ý cần hỏi: CPU\nCâu hỏi: …"`` → ``("CPU", "Câu hỏi: …")``; text without the line comes back as it is."""
+    head, sep, rest = text.lstrip().partition("\n")
+    if head.startswith(ANSWER_LINE):
+        return head[len(ANSWER_LINE):].strip() or None, rest if sep else ""
+    return None, text
+
+
+def answer_text(row: dict) -> str:
+    """The text of a row's correct option (the key is a letter A–D by now: core.data.map_row normalises it)."""
+    key = need(row, "correct_answer").strip().strip(".").lower()
+    if key not in ("a", "b", "c", "d"):
+        raise DataError(f"answer key {row.get('correct_answer')!r} is not one of A, B, C, D", field="correct_answer")
+    return need(row, f"answer_{key}").strip()
+
+
+def format_answer_first(row: dict, ctx: TemplateContext) -> Formatted:
+    options = [need(row, f"answer_{x}") for x in "abcd"]
+    completion = f"{ANSWER_LINE} {answer_text(row)}\n" + format_mcq(need(row, "question"), options,
+                                                                     need(row, "correct_answer"))
+    return pair(mcq_prompt(need(row, "context")), completion, ctx)
+
+
+def prompt_answer_first(row: dict, ctx: TemplateContext) -> str:
+    """The prompt, and with ``row["answer_text"]`` (a teacher's choice) the answer line written for the model."""
+    prompt = generation_prompt(mcq_prompt(need(row, "context")), ctx)
+    chosen = str(row.get("answer_text") or "").strip()
+    return prompt + (f"{ANSWER_LINE} {chosen}\n" if chosen else "")
+
+
 def judge(texts: list[str], rows: list[dict]) -> dict:
-    """Structure of each generated question: validity rate, reason counts, key distribution."""
-    return summarize(texts)
+    """Structure of each generated question (validity rate, reason counts, key distribution) and its content checks
+    against its paragraph (signals, not the verdict: see core.tasks.mcq_content)."""
+    from core.tasks.mcq_content import check_content, summarize_content
+    from core.tasks.mcq_reviews import read_figures
+
+    bodies = [split_answer_line(t)[1] for t in texts]
+    out = summarize(bodies)
+    out["content"] = summarize_content(check_content(b, str(r.get("context") or "")) for b, r in zip(bodies, rows))
+    out["read"] = read_figures(texts, [str(r.get("context") or "") for r in rows])  # what a person has read
+    return out
 
 
-TASK = Task(name="mcq_generation", schema="mcq",
-            needs=("question", "answer_a", "answer_b", "answer_c", "answer_d", "correct_answer", "context"),
-            format=format_mcq_row, prompt=prompt_mcq, prompt_roles=("context",), group_role="context",
-            repetition_penalty=MCQ_REPETITION_PENALTY, judge=judge)
+def check(text: str, row: dict) -> dict:
+    """One generated question: structure valid, and content checks passed (against the row's paragraph)."""
+    from core.tasks.mcq_content import check_content
+
+    body = split_answer_line(text)[1]
+    return {"valid": validate_mcq(body).valid,
+            "content_passed": check_content(body, str(row.get("context") or "")).passed}
+
+
+MCQ_ROLES = ("question", "answer_a", "answer_b", "answer_c", "answer_d", "correct_answer", "context")
+TASK = Task(name="mcq_generation", schema="mcq", needs=MCQ_ROLES, format=format_mcq_row, prompt=prompt_mcq,
+            prompt_roles=("context",), group_role="context", repetition_penalty=MCQ_REPETITION_PENALTY, judge=judge,
+            check=check, family="mcq")
+ANSWER_FIRST = Task(name="mcq_answer_first", schema="mcq", needs=MCQ_ROLES, format=format_answer_first,
+                    prompt=prompt_answer_first, prompt_roles=("context",), group_role="context",
+                    repetition_penalty=MCQ_REPETITION_PENALTY, judge=judge, check=check,
+                    family="mcq")

@@ -3,8 +3,8 @@
 Input is a list of :class:`QuizItem` — the MCQs the teacher kept, in order; nothing here filters or reorders
 them. Each format has a ``to_*`` function that returns the file's content and a ``write_*`` that writes it
 to a temporary name beside the target and renames it, so a crash never leaves half a quiz under the real
-name. This module owns the layouts and their escaping; the CSV export is elsewhere, and it never imports
-gradio.
+name; :data:`WRITERS` names them all (CSV too). This module owns the layouts and their escaping, and it never
+imports gradio.
 
 Limits: Kahoot cuts a question at 120 characters and an answer at 75. Texts over a limit are kept whole
 (the teacher decides what to shorten) and reported as :class:`ExportWarning` records — codes and numbers,
@@ -56,6 +56,10 @@ __all__ = [
     "write_moodle_xml",
     "write_kahoot_xlsx",
     "write_quizizz_xlsx",
+    "CSV_HEADER",
+    "to_csv",
+    "write_csv",
+    "WRITERS",
 ]
 
 #: The option letters, in order; ``QuizItem.key`` is one of them.
@@ -466,3 +470,31 @@ def write_quizizz_xlsx(items: Sequence[QuizItem], path: str | os.PathLike, **opt
     content, warnings = to_quizizz_xlsx(items, **options)
     _write_atomic(path, content)
     return warnings
+
+
+# --------------------------------------------------------------------------- CSV, and one entry for every format
+
+CSV_HEADER = ("paragraph", "question", "A", "B", "C", "D", "key", "status", "reasons")
+
+
+def to_csv(items: Sequence[QuizItem]) -> str:
+    """One row per question: paragraph, question, A–D, key, status (ok / flagged) and its reason codes."""
+    import csv
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, quoting=csv.QUOTE_ALL)
+    writer.writerow(CSV_HEADER)
+    for item in items:
+        writer.writerow([item.paragraph, item.question, *item.options, item.key, item.status, ";".join(item.reasons)])
+    return buf.getvalue()
+
+
+def write_csv(items: Sequence[QuizItem], path: str | os.PathLike, **options) -> tuple[ExportWarning, ...]:
+    """The CSV, UTF-8 with a BOM (Excel then reads Vietnamese correctly)."""
+    _write_atomic(path, ("\ufeff" + to_csv(items)).encode("utf-8"))
+    return ()
+
+
+# format name → (writer, file suffix): what ``python -m core quiz --format`` and the Classroom's export offer
+WRITERS = {"csv": (write_csv, ".csv"), "gift": (write_gift, ".gift.txt"), "moodle": (write_moodle_xml, ".xml"),
+           "kahoot": (write_kahoot_xlsx, ".xlsx"), "quizizz": (write_quizizz_xlsx, ".xlsx")}

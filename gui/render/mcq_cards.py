@@ -229,3 +229,71 @@ def render_printable_html(
         f'</tr></thead>\n<tbody>{"".join(key_rows)}</tbody></table>\n</section>\n'
         f"</body>\n</html>\n"
     )
+
+
+# ----------------------------------------------------------------------------- a question of the quiz pipeline
+
+def _letters(options) -> str:
+    return ", ".join(str(x) for x in options)
+
+
+def describe_flags(question, lang: str = "vi", *, structure: bool = True) -> list[str]:
+    """Why a question of :class:`core.inference.quiz.QuizQuestion` was flagged (or re-keyed), in words.
+
+    Structure reasons come first (unless ``structure`` is False: the card lists them), then each content code with
+    the options it names, then what the pipeline did.
+    """
+    from core.inference.quiz import PLAN_NOT_KEPT, REKEYED
+
+    lang = _lang(lang)
+    out: list[str] = []
+    for code in question.reasons:
+        if locale.has(f"mcq.reason.{code}"):
+            out += describe_reasons([code], lang) if structure else []
+            continue
+        if code == PLAN_NOT_KEPT:
+            out.append(locale.text("mcq.content.plan_not_kept", lang, answer=question.answer or ""))
+            continue
+        options = list((question.detail.get(code) or {}).get("options") or [])
+        args = {"options": _letters(options)}
+        if code == "key_unsupported" and len(options) == 2:
+            args.update(key=options[0], better=options[1])
+        if code == "near_duplicate_options" and len(options) >= 2:
+            args.update(a=options[0], b=options[1])
+        key = f"mcq.content.{code}"
+        out.append(locale.text(key, lang, **args) if locale.has(key) else str(code))
+    if question.rekeyed_from and question.structure_ok:
+        out.append(locale.text(f"mcq.content.{REKEYED}", lang, old=question.rekeyed_from, new=question.mcq.answer))
+    return out
+
+
+def _badge(ok: bool, good: str, bad: str, lang: str, kind_bad: str = "ls-invalid", hint: str = "") -> str:
+    cls = "ls-valid" if ok else kind_bad
+    title = f' title="{_esc(hint)}"' if hint else ""
+    return (f'<span class="ls-badge-pill {cls}" role="status"{title}>'
+            f'{_esc(locale.text(good if ok else bad, lang))}</span>')
+
+
+def quiz_badges_html(question, lang: str = "vi") -> str:
+    """The two badges of a question — structure, content checks — distinct, each in words and a mark."""
+    lang = _lang(lang)
+    parts = [_badge(question.structure_ok, "mcq.badge.structure_ok", "mcq.badge.structure_bad", lang)]
+    if question.structure_ok:
+        parts.append(_badge(question.content_ok, "mcq.badge.content_ok", "mcq.badge.content_flagged", lang,
+                            kind_bad="ls-flagged", hint=locale.text("mcq.badge.note", lang)))
+    return f'<div class="ls-badges">{" ".join(parts)}</div>'
+
+
+def quiz_card_html(question, lang: str = "vi", *, number: int | None = None) -> str:
+    """One question of the pipeline: badges, the card (answer behind a click), why it is flagged."""
+    lang = _lang(lang)
+    head = (f'<div class="ls-cls-head">{_esc(locale.text("classroom.question_n", lang, n=number))}</div>'
+            if number is not None else "")
+    why = describe_flags(question, lang, structure=False)  # render_mcq_html lists the structure reasons
+    flags = ""
+    if why:
+        items = "".join(f"<li>{_esc(w)}</li>" for w in why)
+        flags = (f'<div class="mcq-flags" style="{_INVALID_STYLE}"><ul class="mcq-reasons" '
+                 f'style="margin:0.25rem 0 0 1.25rem;">{items}</ul></div>')
+    return (f'<div class="ls-cls-card" data-status="{_esc(question.status)}">{head}{quiz_badges_html(question, lang)}'
+            f'{render_mcq_html(question.text, reveal=False, lang=lang)}{flags}</div>')

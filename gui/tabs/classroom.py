@@ -6,14 +6,13 @@ bundled sample, so the class sees the model work on text it never trained on.
 
 from __future__ import annotations
 
-import csv
 import html
 import logging
 import random
 import tempfile
 import time
-from dataclasses import dataclass
-from functools import lru_cache
+from dataclasses import asdict, dataclass, fields, replace
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +22,15 @@ import pandas as pd
 from core import locale, tasks
 from core.analysis.explain import num
 from core.config import DecodingConfig
-from core.inference.batch import run_prompt
+from core.inference import quiz as Q
 from core.inference.modelset import ADAPTER, BASE, MODELS
 from core.locale import text as t
-from core.tasks.mcq_checks import REASON_CODES, mcqs_to_rows, validate_mcq
+from core.run import slug
+from core.tasks.mcq_checks import REASON_CODES, validate_mcq
+from core.tasks.quiz_export import WRITERS
 from core.tasks.mcq_format import LETTERS
 from gui.edge import note_html, shows_errors
-from gui.render.mcq_cards import describe_reasons, render_mcq_html, render_printable_html
+from gui.render.mcq_cards import describe_reasons, quiz_card_html, render_mcq_html, render_printable_html
 from gui.state import AppContext
 from gui.widgets.run_picker import resolve_run, run_picker
 
@@ -45,8 +46,6 @@ CSS = """
 .ls-classroom button.lg { font-size: 1.3rem !important; }
 .ls-classroom .ls-cls-head { font-size: 1.35rem; font-weight: 700; margin: 0.25rem 0; }
 """
-
-MAX_NEW_TOKENS = 256
 
 
 # ----------------------------------------------------------------------------- sample paragraphs
@@ -94,103 +93,155 @@ def context_text(context_id: str | None) -> str:
     return ""
 
 
-# ----------------------------------------------------------------------------- rendering
+# ----------------------------------------------------------------------------- the quiz
 
-def validity_badge(text: str, lang: str) -> str:
-    """A ✓/✗ badge for generated MCQ text; the card under it lists the reasons in the page's language."""
-    check = validate_mcq(text)
-    ok = check.valid
-    label = t("classroom.valid" if ok else "classroom.invalid", lang)
-    return f'<div class="{"ls-valid" if ok else "ls-invalid"}" role="status">{html.escape(label)}</div>'
-
-
-def card_html(title: str, text: str, lang: str) -> str:
-    """Heading, validity badge and quiz card (answer behind a click) of one model's output."""
-    # overflow-wrap: a small model sometimes writes one endless "1.1.1.1…" token that would leave the card;
-    # max-height: a rambling base model must not push the fine-tuned model's card off the projector
-    return (f'<div class="ls-cls-card"><div class="ls-cls-head">{html.escape(title)}</div>'
-            f'{validity_badge(text, lang)}<div class="ls-cls-body">{render_mcq_html(text, reveal=False, lang=lang)}'
-            f'</div></div>')
+MAX_PARAGRAPHS = 40  # a chapter longer than this is cut (about 5 minutes of writing on 2 cores)
+BASE_DECODING = DecodingConfig(max_new_tokens=Q.MAX_NEW_TOKENS)  # the tuned side's token budget: no longer wait
+FORMATS = ("gift", "moodle", "kahoot", "quizizz", "csv", "print")
+_FORMAT_OPTIONS = {"gift": ("title", "category"), "moodle": ("category",), "kahoot": ("title",)}
+_QUESTION_FIELDS = {f.name for f in fields(Q.QuizQuestion)}
 
 
-# ----------------------------------------------------------------------------- handlers
+def _item(q: Q.QuizQuestion, seed: int) -> dict:
+    """A question as the page keeps it (gr.State): its fields, the seed it was written with."""
+    return {**asdict(q), "seed": seed}
 
-@shows_errors(lambda err: ("", "", err, gr.skip(), gr.skip()))
-def generate(run: str | None, context: str, creative: bool, lang: str, runs_dir: str,
-             history: list[dict] | None = None, progress: gr.Progress = gr.Progress()
-             ) -> tuple[str, str, str, list[dict], str]:
-    """Both models write an MCQ about ``context``.
+
+def _question(item: dict) -> Q.QuizQuestion:
+    return Q.QuizQuestion(**{k: v for k, v in item.items() if k in _QUESTION_FIELDS})
+
+
+def base_card_html(text: str, lang: str) -> str:
+    """The original model's answer for one paragraph, with its structure badge (for the comparison)."""
+    ok = validate_mcq(text).valid
+    badge = t("mcq.badge.structure_ok" if ok else "mcq.badge.structure_bad", lang)
+    return (f'<div class="ls-cls-card"><div class="ls-cls-head">{html.escape(t("classroom.base", lang))}</div>'
+            f'<div class="ls-badges"><span class="ls-badge-pill {"ls-valid" if ok else "ls-invalid"}" '
+            f'role="status">{html.escape(badge)}</span></div>'
+            f'<div class="ls-cls-body">{render_mcq_html(text, reveal=False, lang=lang)}</div></div>')
+
+
+def _writer(run_dir: Path) -> tuple[Q.QuizWriter, Any, dict]:
+    """The run's quiz writer on the models in memory (call with MODELS.lock held; loads only on a new run)."""
+    models, names = MODELS.get(run_dir, need_merged=False)
+    return Q.QuizWriter(models, which=names[ADAPTER], run_dir=run_dir), models, names
+
+
+def _kept_default(items: list[dict]) -> list[bool]:
+    """A question is kept unless a check flagged it; the teacher changes that with its checkbox."""
+    return [it["status"] == Q.OK and it["structure_ok"] for it in items]
+
+
+@shows_errors(lambda err: ("", err, gr.skip(), gr.skip()))
+def write_quiz(run: str | None, text: str, answer: str, compare: bool, creative: bool, lang: str, runs_dir: str,
+               progress: gr.Progress = gr.Progress()) -> tuple[str, str, list[dict], list[bool]]:
+    """The fine-tuned model writes a question per paragraph of ``text`` (one paragraph, or a pasted chapter).
+
+    With one paragraph and ``compare``, the original model answers too, with the same token budget, greedily.
 
     Returns:
-        (original model's card HTML, fine-tuned model's card HTML, status HTML, updated history,
-         export note)
+        (the original model's card HTML or "", status HTML, the questions, which are kept)
     """
-    history = list(history or [])
     if not run:
-        return "", "", note_html(t("runs.no_mcq_runs", lang), "warn"), history, _export_note(history, lang)
-    if not (context or "").strip():
-        return "", "", note_html(t("classroom.empty", lang), "warn"), history, _export_note(history, lang)
-    seed = random.SystemRandom().randrange(2**31) if creative else 0
-    decoding = DecodingConfig(max_new_tokens=MAX_NEW_TOKENS, do_sample=bool(creative), temperature=0.7, top_p=0.9,
-                              seed=seed, repetition_penalty=tasks.get(tasks.MCQ).repetition_penalty)  # as evaluated
+        return "", note_html(t("runs.no_mcq_runs", lang), "warn"), gr.skip(), gr.skip()
+    text = (text or "").strip()
+    if not text:
+        return "", note_html(t("classroom.empty", lang), "warn"), gr.skip(), gr.skip()
+    paragraphs = Q.paragraphs_of(text) or [" ".join(text.split())]  # one short paragraph is still a paragraph
+    notes = []
+    if len(paragraphs) > MAX_PARAGRAPHS:
+        notes.append(t("classroom.cut", lang, n=len(paragraphs), max=MAX_PARAGRAPHS))
+        paragraphs = paragraphs[:MAX_PARAGRAPHS]
+    answer = (answer or "").strip() or None
     run_dir = resolve_run(runs_dir, run)
-    prompt = run_prompt(run_dir, {"context": context.strip()})
+    seed = random.SystemRandom().randrange(2**31) if creative else 0
     t0 = time.monotonic()
+    items: list[dict] = []
+    base = ""
     with MODELS.lock:
-        progress(0.1, desc=t("classroom.working", lang))
-        models, names = MODELS.get(run_dir, need_merged=False)
-        base = models.generate([prompt], names[BASE], decoding)[0].text
-        progress(0.55, desc=t("classroom.working", lang))
-        tuned = models.generate([prompt], names[ADAPTER], decoding)[0].text
-    for model, text in (("base", base), ("fine-tuned", tuned)):
-        history.append({"model": model, "run": run, "context": context.strip(), "text": text})
-    status = note_html(t("classroom.time", lang, s=num(time.monotonic() - t0, lang)))
-    return (card_html(t("classroom.base", lang), base, lang), card_html(t("classroom.tuned", lang), tuned, lang), status, history,
-            _export_note(history, lang))
+        progress(0.02, desc=t("classroom.loading", lang))
+        writer, models, names = _writer(run_dir)
+        if answer and not writer.takes_answer:
+            notes.append(t("classroom.answer_not_used", lang))
+            answer = None
+        if answer and len(paragraphs) > 1:
+            notes.append(t("classroom.answer_one_paragraph", lang))
+            answer = None
+        for n, paragraph in enumerate(paragraphs):
+            progress((n + 0.1) / len(paragraphs), desc=t("classroom.writing", lang, n=n + 1, total=len(paragraphs)))
+            items.append(_item(writer.write(paragraph, answer=answer, seed=seed + n)[0], seed + n))
+        if compare and len(paragraphs) == 1:
+            progress(0.9, desc=t("classroom.working_base", lang))
+            decoding = replace(BASE_DECODING, repetition_penalty=writer.decoding.repetition_penalty)
+            base = base_card_html(models.generate([writer.prompt(paragraphs[0])], names[BASE], decoding)[0].text, lang)
+    seconds = time.monotonic() - t0
+    ok = sum(it["status"] == Q.OK for it in items)
+    status = note_html(" ".join([t("classroom.written", lang, n=len(items), ok=ok, s=num(seconds, lang))] + notes),
+                       "warn" if notes else "info")
+    return base, status, items, _kept_default(items)
 
 
-def _export_note(history: list[dict] | None, lang: str) -> str:
-    return t("classroom.export_intro", lang, n=len(history or []))
+@shows_errors(lambda err: (gr.skip(), gr.skip(), err))
+def write_another(index: int, run: str | None, items: list[dict] | None, kept: list[bool] | None, lang: str,
+                  runs_dir: str) -> tuple[list[dict], list[bool], str]:
+    """Replace question ``index`` by another one about the same paragraph (other samples: the next seed)."""
+    items, kept = list(items or []), list(kept or [])
+    if not run or not 0 <= index < len(items):
+        return gr.skip(), gr.skip(), note_html(t("classroom.nothing", lang), "warn")
+    old = items[index]
+    seed = int(old.get("seed", 0)) + 1000
+    with MODELS.lock:
+        writer, _, _ = _writer(resolve_run(runs_dir, run))
+        answer = old.get("answer") if writer.takes_answer and old.get("answer") else None
+        q = writer.write(old["paragraph"], answer=answer, seed=seed)[0]
+    items[index] = _item(q, seed)
+    kept[index] = _kept_default([items[index]])[0]
+    return items, kept, note_html(t("classroom.rewritten", lang, n=index + 1, s=num(q.seconds, lang)))
 
 
-def _selected(history: list[dict] | None, only_tuned: bool, only_valid: bool) -> list[dict]:
-    items = [h for h in history or [] if not only_tuned or h["model"] == "fine-tuned"]
-    return [h for h in items if not only_valid or validate_mcq(h["text"]).valid]
+def set_kept(index: int, value: bool, kept: list[bool] | None) -> list[bool]:
+    kept = list(kept or [])
+    if 0 <= index < len(kept):
+        kept[index] = bool(value)
+    return kept
+
+
+def export_note(items: list[dict] | None, kept: list[bool] | None, lang: str) -> str:
+    n_kept = sum(1 for it, k in zip(items or [], kept or []) if k and it["structure_ok"])
+    return t("classroom.export_intro", lang, n=n_kept, total=len(items or []))
 
 
 def _out_dir() -> Path:
     # gradio serves files from the system temp folder; the run folder may be outside its allowed paths
-    return Path(tempfile.mkdtemp(prefix="lora-studio-classroom-"))
+    return Path(tempfile.mkdtemp(prefix="lora-studio-quiz-"))
 
 
-def export_csv(history: list[dict] | None, only_tuned: bool, only_valid: bool, lang: str) -> tuple[str | None, str]:
-    """The session's questions as a CSV (question, A–D, answer, valid, reasons, model, context).
+@shows_errors(lambda err: (None, err))
+def export_quiz(items: list[dict] | None, kept: list[bool] | None, fmt: str, title: str, lang: str
+                ) -> tuple[str | None, str]:
+    """The questions the teacher kept, in a format a platform imports (or the printable page).
 
     Returns:
         (file path or None, status HTML)
     """
-    items = _selected(history, only_tuned, only_valid)
-    if not items:
-        return None, note_html(t("classroom.nothing", lang))
-    rows = mcqs_to_rows([h["text"] for h in items])
-    for row, h in zip(rows, items):
-        row.update(model=h["model"], run=h["run"], context=h["context"])
-    path = _out_dir() / "mcq_questions.csv"
-    pd.DataFrame(rows).to_csv(path, index=False, quoting=csv.QUOTE_NONNUMERIC, encoding="utf-8-sig")  # Excel: BOM
-    return str(path), note_html(t("classroom.saved", lang, n=len(rows)), "ok")
-
-
-def export_printable(history: list[dict] | None, only_tuned: bool, only_valid: bool, title: str, lang: str
-                     ) -> tuple[str | None, str]:
-    """The session's questions as a printable HTML page (questions, then the answer key on a new page)."""
-    items = _selected(history, only_tuned, only_valid)
-    if not items:
-        return None, note_html(t("classroom.nothing", lang))
+    chosen = [_question(it) for it, k in zip(items or [], kept or []) if k and it["structure_ok"]]
+    if not chosen:
+        return None, note_html(t("classroom.nothing", lang), "warn")
     title = (title or "").strip() or t("classroom.title_default", lang)
-    page = render_printable_html([h["text"] for h in items], title, lang)
-    path = _out_dir() / "mcq_questions.html"
-    path.write_text(page, encoding="utf-8")
-    return str(path), note_html(t("classroom.saved", lang, n=len(items)), "ok")
+    stem = slug(title) or "quiz"
+    if fmt == "print":
+        path = _out_dir() / f"{stem}.html"
+        path.write_text(render_printable_html([q.text for q in chosen], title, lang), encoding="utf-8")
+        return str(path), note_html(t("classroom.saved", lang, n=len(chosen)), "ok")
+    writer, suffix = WRITERS[fmt]
+    path = _out_dir() / f"{stem}{suffix}"
+    options = {name: title for name in _FORMAT_OPTIONS.get(fmt, ())}
+    warnings = writer(Q.to_items(chosen), path, **options)
+    message = t("classroom.saved", lang, n=len(chosen))
+    if warnings:
+        message += " " + t("classroom.too_long", lang, n=len(warnings), numbers=", ".join(
+            str(w.number) for w in warnings[:8]))
+    return str(path), note_html(message, "warn" if warnings else "ok")
 
 
 def evaluation_frame(result: dict, lang: str) -> pd.DataFrame:
@@ -217,7 +268,25 @@ def evaluation_frame(result: dict, lang: str) -> pd.DataFrame:
     def number(key: str):
         return lambda m: None if m.get(key) is None else num(m[key], lang, 2)
 
+    def content(m: dict) -> str | None:
+        c = m.get("content")
+        if not c or not c.get("n"):
+            return None
+        return f"{c['n_passed']}/{c['n']} · {num(100 * c['pass_rate'], lang, 0)}%"
+
+    def read(m: dict) -> str | None:
+        r = m.get("read")
+        if not r or not r.get("n"):
+            return None
+        if not r["n_read"]:
+            return t("classroom.not_read", lang)
+        return t("classroom.read_figure", lang, correct=r["correct"], read=r["n_read"], n=r["n"])
+
     add(t("classroom.validity", lang), validity)
+    if any(models[w].get("content") for w in which):
+        add(t("classroom.content_passed", lang), content)
+    if any(models[w].get("read") for w in which):
+        add(t("classroom.reader_correct", lang), read)
     for key, label in (("perplexity", "classroom.perplexity"), ("general_perplexity", "classroom.general_perplexity")):
         if any(models[w].get(key) is not None for w in which):
             add(t(label, lang), number(key))
@@ -276,18 +345,18 @@ class ClassroomTab:
     sample: gr.Dropdown
     random: gr.Button
     context: gr.Textbox
+    answer: gr.Textbox
+    compare: gr.Checkbox
     creative: gr.Checkbox
     generate: gr.Button
     status: gr.HTML
     base: gr.HTML
-    tuned: gr.HTML
-    history: gr.State
+    quiz: gr.State
+    kept: gr.State
     export_note: gr.Markdown
     title: gr.Textbox
-    only_tuned: gr.Checkbox
-    only_valid: gr.Checkbox
-    csv: gr.Button
-    printable: gr.Button
+    format: gr.Dropdown
+    export: gr.Button
     files: gr.File
     export_status: gr.HTML
     evaluate: gr.Button
@@ -305,28 +374,46 @@ def build(ctx: AppContext) -> ClassroomTab:
     with gr.Column(elem_classes=["ls-classroom"]):
         gr.Markdown(t("classroom.intro", lang))
         with gr.Row():
-            run, refresh = run_picker(ctx, template=tasks.MCQ, label="classroom.model")
+            run, refresh = run_picker(ctx, family=tasks.MCQ, label="classroom.model")
         with gr.Row():
             sample = gr.Dropdown(choices=samples, value=first_sample, label=t("classroom.sample", lang), scale=4)
             random_btn = gr.Button(t("classroom.random", lang), scale=1, size="md")
-        context = gr.Textbox(value=context_text(first_sample), label=t("classroom.context", lang), lines=6, max_lines=14)
+        context = gr.Textbox(value=context_text(first_sample), label=t("classroom.context", lang),
+                             info=t("classroom.context_info", lang), lines=6, max_lines=20)
+        answer = gr.Textbox(label=t("classroom.answer_label", lang), info=t("classroom.answer_info", lang),
+                            placeholder=t("classroom.answer_placeholder", lang))
         with gr.Row():
             generate_btn = gr.Button(t("classroom.generate", lang), variant="primary", size="lg", scale=3)
+            compare = gr.Checkbox(value=True, label=t("classroom.compare", lang), scale=2)
             creative = gr.Checkbox(value=False, label=t("classroom.creative", lang), scale=2)
         status = gr.HTML()
-        with gr.Row(equal_height=False):
-            base = gr.HTML()
-            tuned = gr.HTML()
-        history = gr.State([])
-        with gr.Accordion(t("classroom.export", lang), open=False):
-            export_note = gr.Markdown(_export_note([], lang))
+        base = gr.HTML()
+        quiz = gr.State([])
+        kept = gr.State([])
+
+        @gr.render(inputs=[quiz, kept, lang_state], triggers=[quiz.change])
+        def cards(items: list[dict], keep: list[bool], lang: str) -> None:
+            for i, item in enumerate(items or []):
+                with gr.Group(elem_classes=["ls-quiz-item"]):
+                    gr.HTML(quiz_card_html(_question(item), lang, number=i + 1 if len(items) > 1 else None),
+                            key=f"quiz-card-{i}")
+                    with gr.Row():
+                        box = gr.Checkbox(value=bool(keep[i]) if i < len(keep) else False,
+                                          label=t("classroom.keep", lang), interactive=item["structure_ok"],
+                                          key=f"quiz-keep-{i}", scale=2)
+                        again = gr.Button(t("classroom.another", lang), size="sm", key=f"quiz-another-{i}", scale=1)
+                box.input(partial(set_kept, i), [box, kept], kept, api_visibility="private")
+                again.click(partial(write_another, i), [run, quiz, kept, lang_state, runs_state],
+                            [quiz, kept, status], api_visibility="private", concurrency_limit=1,
+                            concurrency_id="models")
+
+        with gr.Accordion(t("classroom.export", lang), open=True):
+            export_note_md = gr.Markdown(export_note([], [], lang))
             with gr.Row():
                 title = gr.Textbox(value=t("classroom.title_default", lang), label=t("classroom.title", lang), scale=3)
-                only_tuned = gr.Checkbox(value=True, label=t("classroom.only_tuned", lang), scale=2)
-                only_valid = gr.Checkbox(value=False, label=t("classroom.only_valid", lang), scale=2)
-            with gr.Row():
-                csv_btn = gr.Button(t("classroom.csv", lang))
-                print_btn = gr.Button(t("classroom.print", lang))
+                fmt = gr.Dropdown(choices=[(t(f"classroom.format.{f}", lang), f) for f in FORMATS], value="gift",
+                                  label=t("classroom.format", lang), scale=2)
+            export_btn = gr.Button(t("classroom.export_button", lang))
             export_status = gr.HTML()
             files = gr.File(label=t("classroom.files", lang), interactive=False)
         with gr.Accordion(t("classroom.eval", lang), open=False):
@@ -341,15 +428,15 @@ def build(ctx: AppContext) -> ClassroomTab:
 
     sample.change(pick_sample, sample, context, api_visibility="private")
     random_btn.click(pick_random, context, [sample, context], api_visibility="private")
-    generate_btn.click(generate, [run, context, creative, lang_state, runs_state, history],
-                       [base, tuned, status, history, export_note], api_name="classroom_generate",
+    generate_btn.click(write_quiz, [run, context, answer, compare, creative, lang_state, runs_state],
+                       [base, status, quiz, kept], api_name="classroom_generate",
                        concurrency_limit=1, concurrency_id="models")
-    csv_btn.click(export_csv, [history, only_tuned, only_valid, lang_state], [files, export_status],
-                  api_visibility="private")
-    print_btn.click(export_printable, [history, only_tuned, only_valid, title, lang_state], [files, export_status],
-                    api_visibility="private")
+    gr.on([quiz.change, kept.change], export_note, [quiz, kept, lang_state], export_note_md,
+          api_visibility="private", show_progress="hidden")
+    export_btn.click(export_quiz, [quiz, kept, fmt, title, lang_state], [files, export_status],
+                     api_visibility="private")
     evaluate_btn.click(evaluate, [run, eval_limit, lang_state, runs_state], [eval_table, eval_status],
                        api_name="classroom_evaluate", concurrency_limit=1, concurrency_id="models")
-    return ClassroomTab(run, refresh, sample, random_btn, context, creative, generate_btn, status, base, tuned, history,
-                        export_note, title, only_tuned, only_valid, csv_btn, print_btn, files, export_status,
+    return ClassroomTab(run, refresh, sample, random_btn, context, answer, compare, creative, generate_btn, status,
+                        base, quiz, kept, export_note_md, title, fmt, export_btn, files, export_status,
                         evaluate_btn, eval_limit, eval_table, eval_status)

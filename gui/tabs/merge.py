@@ -1,4 +1,5 @@
-"""Merge & export: fold a run's adapter into its base, check it answers like base + adapter, push it.
+"""Merge & export: fold a run's adapter into its base, check it answers like base + adapter, export it to GGUF
+for Ollama / LM Studio / llama.cpp (checked against the merged model), push it.
 
 The merge is :func:`core.merge.run.merge_run`, as on the command line; this tab shows its stages (codes, in
 the page's language), its badge and its report.
@@ -12,6 +13,7 @@ import gradio as gr
 
 from core.config import MergeConfig, field_type_of, literal_choices
 from core.errors import StudioError
+from core.export.gguf import QUANTS
 from core.locale import text as t
 from core.merge.markdown import to_markdown
 from core.merge.report import MergeReport, load_report
@@ -40,6 +42,39 @@ class MergeTab:
     private: gr.Checkbox
     push: gr.Button
     push_result: gr.HTML
+    quant: gr.Radio
+    export: gr.Button
+    export_result: gr.HTML
+    export_files: gr.Markdown
+
+
+EXPORT_KIND = {"passed": "ok", "lossy": "warn", "unverified": "warn", "failed": "error"}
+
+
+@shows_errors(lambda err: (err, ""))
+def export(run: str | None, quant: str, lang: str, runs_dir: str,
+           progress: gr.Progress = gr.Progress()) -> tuple[str, str]:
+    """Export the picked run to GGUF (merging it first when needed), verified against the merged model.
+
+    Returns:
+        (verdict HTML, what was written and how to use it, Markdown)
+    """
+    if not run:
+        return note_html(t("runs.pick_run", lang), "warn"), ""
+    from pathlib import Path
+
+    from core.export.run import export_run
+
+    report = export_run(resolve_run(runs_dir, run), quant=quant,
+                        progress=lambda code, **args: progress(None, desc=t(code, lang, **args)))
+    figures = (report.verification or {}).get("summary") or ""
+    verdict = note_html(t(f"export.verdict_{report.verdict}", lang, quant=quant, figures=figures),
+                        EXPORT_KIND[report.verdict])
+    folder = Path(report.gguf).parent
+    files = "\n".join(f"- `{folder / name}`" for name in report.files)
+    howto = t("export.howto", lang, folder=folder, name=Path(report.gguf).stem.rsplit("-", 1)[0],
+              gguf=Path(report.gguf).name)
+    return verdict, f"{files}\n\n{howto}"
 
 
 @shows_errors(lambda err: (err, "", ""))
@@ -128,6 +163,13 @@ def build(ctx: AppContext) -> MergeTab:
             private = gr.Checkbox(value=True, label=t("merge.private", lang))
         push_btn = gr.Button(t("merge.push_button", lang))
         push_result = gr.HTML()
+    with gr.Accordion(t("export.title", lang), open=False):
+        gr.Markdown(t("export.intro", lang))
+        quant = gr.Radio(choices=[(t(f"export.quant_{q}", lang), q) for q in QUANTS], value="f16",
+                         label=t("export.quant", lang))
+        export_btn = gr.Button(t("export.button", lang))
+        export_result = gr.HTML()
+        export_files = gr.Markdown()
 
     # on page load and whenever the run changes: its saved report, if it was merged
     gr.on(None, show_existing, [run, lang_state, runs_state], [badge, report, out_dir], api_visibility="private",
@@ -138,5 +180,7 @@ def build(ctx: AppContext) -> MergeTab:
     # event is neither in the API page nor in gradio's run history (which saves public calls' inputs in the browser)
     push_btn.click(push, [run, repo_id, token, private, lang_state, runs_state], [push_result, token],
                    api_visibility="private", concurrency_limit=1)
+    export_btn.click(export, [run, quant, lang_state, runs_state], [export_result, export_files], api_name="export",
+                     concurrency_limit=1, concurrency_id="models")
     return MergeTab(run, refresh, dtype, target, merge_btn, badge, report, out_dir, repo_id, token, private,
-                    push_btn, push_result)
+                    push_btn, push_result, quant, export_btn, export_result, export_files)

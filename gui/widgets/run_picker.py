@@ -22,10 +22,10 @@ from core.run import FINAL, INTERRUPTED, RunFolder, list_runs
 from gui.state import AppContext
 
 
-def adapter_runs(runs_dir: str | Path, template: str | None = None) -> list[dict]:
-    """Runs (newest first) that have a saved adapter; ``template`` keeps only runs of that task."""
+def adapter_runs(runs_dir: str | Path, family: str | None = None) -> list[dict]:
+    """Runs (newest first) that have a saved adapter; ``family`` keeps only runs of that family of tasks (MCQ)."""
     return [info for info in list_runs(Path(runs_dir)) if RunFolder(Path(info["run_dir"])).has_adapter()
-            and (template is None or info.get("template") == template)]
+            and (family is None or tasks.family_of(str(info.get("template") or "")) == family)]
 
 
 def run_label(info: dict, lang: str) -> str:
@@ -34,50 +34,50 @@ def run_label(info: dict, lang: str) -> str:
     return f"{info['name']} · {info.get('template') or '?'} · {t(key, lang)}"
 
 
-def run_choices(runs_dir: str | Path, lang: str, template: str | None = None) -> list[tuple[str, str]]:
+def run_choices(runs_dir: str | Path, lang: str, family: str | None = None) -> list[tuple[str, str]]:
     """(label, run name) pairs for a run dropdown."""
-    return [(run_label(info, lang), info["name"]) for info in adapter_runs(runs_dir, template)]
+    return [(run_label(info, lang), info["name"]) for info in adapter_runs(runs_dir, family)]
 
 
-def no_runs_info(choices: list, lang: str, template: str | None = None) -> str:
+def no_runs_info(choices: list, lang: str, family: str | None = None) -> str:
     """The hint under an empty run dropdown ("" once there is a run)."""
     if choices:
         return ""
-    return t("runs.no_mcq_runs" if template == tasks.MCQ else "runs.no_runs", lang)
+    return t("runs.no_mcq_runs" if family == tasks.MCQ else "runs.no_runs", lang)
 
 
-def _update(choices: list[tuple[str, str]], value: str | None, lang: str, template: str | None) -> dict:
-    return gr.update(choices=choices, value=value, info=no_runs_info(choices, lang, template))
+def _update(choices: list[tuple[str, str]], value: str | None, lang: str, family: str | None) -> dict:
+    return gr.update(choices=choices, value=value, info=no_runs_info(choices, lang, family))
 
 
-def default_run(runs_dir: str | Path, template: str | None = None) -> str | None:
+def default_run(runs_dir: str | Path, family: str | None = None) -> str | None:
     """The run a tab opens on: the newest finished run with an adapter, else the newest with one."""
-    runs = adapter_runs(runs_dir, template)
+    runs = adapter_runs(runs_dir, family)
     finished = [r for r in runs if r.get("status") == "finished"]
     return (finished or runs or [{"name": None}])[0]["name"]
 
 
-def initial_runs(lang: str, runs_dir: str, template: str | None = None) -> dict:
+def initial_runs(lang: str, runs_dir: str, family: str | None = None) -> dict:
     """On page load: the runs on disk now (the page may have been built before they finished)."""
-    return _update(run_choices(runs_dir, lang, template), default_run(runs_dir, template), lang, template)
+    return _update(run_choices(runs_dir, lang, family), default_run(runs_dir, family), lang, family)
 
 
-def refresh_runs(current: str | None, lang: str, runs_dir: str, template: str | None = None) -> dict:
+def refresh_runs(current: str | None, lang: str, runs_dir: str, family: str | None = None) -> dict:
     """A dropdown update with the runs now on disk, keeping the current pick when it still exists."""
-    choices = run_choices(runs_dir, lang, template)
+    choices = run_choices(runs_dir, lang, family)
     names = [value for _, value in choices]
     value = current if current in names else (names[0] if names else None)
-    return _update(choices, value, lang, template)
+    return _update(choices, value, lang, family)
 
 
-def follow_selected(folder: str | None, current: str | None, lang: str, runs_dir: str, template: str | None = None
+def follow_selected(folder: str | None, current: str | None, lang: str, runs_dir: str, family: str | None = None
                     ) -> dict:
     """Point a run dropdown at the run chosen elsewhere (``ctx.selected_run``) when it has an adapter here."""
-    choices = run_choices(runs_dir, lang, template)
+    choices = run_choices(runs_dir, lang, family)
     names = [value for _, value in choices]
     if folder and Path(folder).parent.resolve() == Path(runs_dir).resolve() and Path(folder).name in names:
-        return _update(choices, Path(folder).name, lang, template)
-    return _update(choices, current if current in names else (names[0] if names else None), lang, template)
+        return _update(choices, Path(folder).name, lang, family)
+    return _update(choices, current if current in names else (names[0] if names else None), lang, family)
 
 
 def resolve_run(runs_dir: str | Path, name: str) -> Path:
@@ -104,7 +104,7 @@ def selected_folder(run: str | None, runs_dir: str) -> Any:
         return gr.skip()
 
 
-def run_picker(ctx: AppContext, *, template: str | None = None, label: str = "runs.run", scale: int = 4,
+def run_picker(ctx: AppContext, *, family: str | None = None, label: str = "runs.run", scale: int = 4,
                elem_id: str | None = None) -> tuple[gr.Dropdown, gr.Button]:
     """The run dropdown and its Refresh button, in the current row; kept fresh and in step with the other tabs.
 
@@ -112,20 +112,20 @@ def run_picker(ctx: AppContext, *, template: str | None = None, label: str = "ru
     other never loop.
     """
     lang, runs_dir = ctx.lang, str(ctx.runs_dir)
-    choices = run_choices(runs_dir, lang, template)
-    run = gr.Dropdown(choices=choices, value=default_run(runs_dir, template), label=t(label, lang),
-                      info=no_runs_info(choices, lang, template), scale=scale, allow_custom_value=True,
+    choices = run_choices(runs_dir, lang, family)
+    run = gr.Dropdown(choices=choices, value=default_run(runs_dir, family), label=t(label, lang),
+                      info=no_runs_info(choices, lang, family), scale=scale, allow_custom_value=True,
                       elem_id=elem_id)
     refresh = gr.Button(t("runs.refresh_runs", lang), scale=1, size="sm")
-    lang_state, runs_state, template_state = gr.State(lang), gr.State(runs_dir), gr.State(template)
-    refresh.click(refresh_runs, [run, lang_state, runs_state, template_state], run, api_visibility="private")
+    lang_state, runs_state, family_state = gr.State(lang), gr.State(runs_dir), gr.State(family)
+    refresh.click(refresh_runs, [run, lang_state, runs_state, family_state], run, api_visibility="private")
     # triggers=None with no inputs: runs once, when the page loads
-    gr.on(None, partial(initial_runs, lang, runs_dir, template), None, run, api_visibility="private",
+    gr.on(None, partial(initial_runs, lang, runs_dir, family), None, run, api_visibility="private",
           show_progress="hidden")
-    run.focus(refresh_runs, [run, lang_state, runs_state, template_state], run, api_visibility="private",
+    run.focus(refresh_runs, [run, lang_state, runs_state, family_state], run, api_visibility="private",
               show_progress="hidden")
     if ctx.selected_run is not None:
-        ctx.selected_run.change(follow_selected, [ctx.selected_run, run, lang_state, runs_state, template_state], run,
+        ctx.selected_run.change(follow_selected, [ctx.selected_run, run, lang_state, runs_state, family_state], run,
                                 api_visibility="private", show_progress="hidden")
         run.input(selected_folder, [run, runs_state], ctx.selected_run, api_visibility="private",
                   show_progress="hidden")

@@ -1,0 +1,165 @@
+"""The read evaluation: MCQs generated for the test split's paragraphs, each read as a teacher reads it.
+
+``python -m bench --only mcq-read [--demo-run RUN]`` generates the questions of three cases side by side — the
+base model, the demo-tuned model with plain decoding, and the full pipeline (:mod:`core.inference.quiz`) — and
+looks each one up in the committed review file, ``assets/reviews/mcq.jsonl``. A verdict there is a person's reading
+of that exact text for that paragraph; nothing here writes one. The report gives ``reader-judged correct k/n``
+over the questions that have a verdict, and writes the ones still to read to ``<runs>/_reviews/unread.jsonl``.
+
+The verdicts and what "correct" means: :mod:`core.tasks.mcq_reviews`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.paths import SAMPLES_DIR
+from core.tasks.mcq_reviews import REVIEWS, VERDICTS, load_reviews, review_key, reviewed_text
+
+SAMPLE = SAMPLES_DIR / "vi_informatics_mcq.jsonl"
+__all__ = ["REVIEWS", "VERDICTS", "load_reviews", "review_key", "generate", "report", "write_unread"]
+
+
+def test_paragraphs() -> list[dict]:
+    """One entry per distinct paragraph of the bundled sample's test split, in file order."""
+    seen, out = set(), []
+    for line in SAMPLE.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        if row.get("split") == "test" and row["context_id"] not in seen:
+            seen.add(row["context_id"])
+            out.append({"context_id": row["context_id"], "topic": row.get("topic"), "context": row["context"]})
+    return out
+
+
+@dataclass
+class Case:
+    """One way of writing questions: a model and its decoding."""
+
+    name: str
+    which: str  # base | adapter
+    pipeline: bool  # the full pipeline (candidates, re-keying, checks) or one greedy answer
+
+
+CASES = (Case("base", "base", False), Case("tuned-plain", "adapter", False), Case("pipeline", "adapter", True))
+
+
+def generate(run_dir: str | Path, cases: tuple[Case, ...] = CASES, limit: int | None = None,
+             candidates: int | None = None) -> list[dict]:
+    """Every case's question for every test paragraph, with the time each took.
+
+    A row: ``{"case", "task", "context_id", "text", "status", "reasons", "seconds", "key"}``, where ``task`` is the
+    run's template (``mcq_generation`` or ``mcq_answer_first``) and ``text`` is what the reader reads.
+    """
+    from core.config import DecodingConfig
+    from core.inference.modelset import ModelSet
+    from core.inference.quiz import CANDIDATES, MAX_NEW_TOKENS, QuizWriter, read_candidate
+    from core.tasks import get
+
+    models = ModelSet.from_run(run_dir)
+    penalty = get(models.template).repetition_penalty
+    # the same token budget for every model: the base model must not make a teacher wait longer
+    greedy = DecodingConfig(max_new_tokens=MAX_NEW_TOKENS, repetition_penalty=penalty)
+    paragraphs = test_paragraphs()[:limit]
+    out = []
+    for case in cases:
+        writer = (QuizWriter(models, which=case.which, run_dir=run_dir, candidates=candidates or CANDIDATES)
+                  if case.pipeline else None)
+        for p in paragraphs:
+            t0 = time.monotonic()
+            if writer is not None:
+                q = writer.write(p["context"])[0]
+                text, status, reasons = q.text, q.status, list(q.reasons)
+            else:
+                raw = models.generate([models.prompt_for({"context": p["context"]})], case.which, greedy)[0].text
+                cand = read_candidate(raw, p["context"], rekey=False)
+                text, status, reasons = reviewed_text(raw), "ok" if not cand.reasons else "flagged", list(cand.reasons)
+            out.append({"case": case.name, "task": models.template, "context_id": p["context_id"], "text": text, "status": status,
+                        "reasons": reasons, "seconds": round(time.monotonic() - t0, 2),
+                        "key": review_key(p["context"], text)})
+    return out
+
+
+def _label(row: dict) -> str:
+    """A case's name in the report: the base model is one case; a tuned model's cases carry their run's task."""
+    return row["case"] if row["case"] == "base" or not row.get("task") else f"{row['task']} · {row['case']}"
+
+
+def report(generated: list[dict], reviews: dict[str, dict] | None = None) -> dict[str, Any]:
+    """Per case: structure rate, reader-judged correct k/n over the read ones, the verdict counts, what is unread."""
+    from core.tasks.mcq_checks import validate_mcq
+
+    reviews = load_reviews() if reviews is None else reviews
+    out: dict[str, Any] = {}
+    for name in dict.fromkeys(_label(g) for g in generated):
+        rows = [g for g in generated if _label(g) == name]
+        read = [reviews[g["key"]] for g in rows if g["key"] in reviews]
+        counts = {v: sum(r["verdict"] == v for r in read) for v in VERDICTS}
+        secs = sorted(g["seconds"] for g in rows)
+        out[name] = {"n": len(rows), "structure_valid": sum(validate_mcq(g["text"]).valid for g in rows),
+                     "n_read": len(read), "correct": counts["correct"], "verdicts": counts,
+                     "flagged": sum(g["status"] == "flagged" for g in rows),
+                     "seconds_p50": secs[len(secs) // 2] if secs else None,
+                     "seconds_p95": secs[min(len(secs) - 1, int(0.95 * len(secs)))] if secs else None,
+                     "unread": [g for g in rows if g["key"] not in reviews]}
+    return out
+
+
+def write_unread(result: dict, runs_dir: Path = REVIEWS.parent) -> Path | None:
+    """The questions still to read, one JSON line each, with their paragraph: what a reviewer works from."""
+    paragraphs = {p["context_id"]: p["context"] for p in test_paragraphs()}
+    unread = [g for case in result.values() for g in case["unread"]]
+    if not unread:
+        return None
+    path = Path(runs_dir) / "unread.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(dict(g, paragraph=paragraphs[g["context_id"]]), ensure_ascii=False) + "\n"
+                            for g in unread), encoding="utf-8")
+    return path
+
+
+DEFINITION = ("**Correct** (a teacher could hand it out): the question can be answered from the paragraph alone; exactly "
+              "one option is right according to the paragraph and the key names it; the three distractors are wrong "
+              "according to the paragraph but of the same kind as the answer; no option repeats another or the "
+              "question; the question is not a copied sentence of the paragraph with a blank.")
+
+
+def section(run_dirs: list[str | Path], generated: list[dict] | None = None, limit: int | None = None) -> dict:
+    """The mcq-read section: generate (unless ``generated`` is given: ``--reread``), look up verdicts, report.
+
+    The base model is generated once (with the first run's prompt); each run adds its tuned-plain and pipeline
+    cases. The questions still to read go to ``assets/reviews/unread.jsonl`` (git-ignored).
+    """
+    if generated is None:
+        generated = []
+        for n, run in enumerate(run_dirs):
+            generated += generate(run, CASES if n == 0 else CASES[1:], limit=limit)
+    result = report(generated)
+    unread = write_unread(result)
+    lines = ["Command: `python -m bench --only mcq-read --demo-run RUN [--demo-run RUN2]` (generates, ~10 min a "
+             "run on 2 cores; `--reread` reports the last generation again after new verdicts). The 23 paragraphs "
+             "of the bundled sample's test split, never trained on. Every question is read as a teacher reads it "
+             "and given a verdict in `assets/reviews/mcq.jsonl`, keyed by the paragraph and the exact text; a "
+             "script never writes one. *tuned-plain*: the fine-tuned model, one greedy answer (repetition penalty "
+             "of the task). *pipeline*: the Classroom's `core.inference.quiz` — "
+             "4 sampled candidates, the structure and content checks, the best one kept, the key moved to the "
+             "option the paragraph supports when the checks say so.", "", DEFINITION, "",
+             "| case | structure valid | flagged by the checks | **reader-judged correct** | key_wrong | ambiguous | "
+             "unanswerable | nonsense | invalid structure | s/question p50 / p95 |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r in result.items():
+        v = r["verdicts"]
+        read = f"**{r['correct']}/{r['n_read']}**" + (f" ({r['n'] - r['n_read']} unread)" if r["n_read"] < r["n"] else "")
+        lines.append(f"| {name} | {r['structure_valid']}/{r['n']} | {r['flagged']}/{r['n']} | {read} | "
+                     f"{v['key_wrong']} | {v['ambiguous']} | {v['unanswerable']} | {v['nonsense']} | "
+                     f"{v['invalid_structure']} | {r['seconds_p50']} / {r['seconds_p95']} |")
+    if unread:
+        lines += ["", f"Still to read: {sum(len(r['unread']) for r in result.values())} questions, listed in "
+                      "`assets/reviews/unread.jsonl` by the last run."]
+    summary = {name: {k: v for k, v in r.items() if k != "unread"} | {"n_unread": len(r["unread"])}
+               for name, r in result.items()}
+    return {"runs": [Path(r).name for r in run_dirs], "cases": summary, "generated": generated,
+            "markdown": "\n".join(lines)}

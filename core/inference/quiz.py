@@ -1,0 +1,313 @@
+"""A quiz from paragraphs: the pipeline that turns a teacher's text into questions worth keeping.
+
+For each paragraph: sample a few candidates at once (one prompt, ``num_return_sequences``), read each (the
+answer it planned, its MCQ), re-key it where the plan or the paragraph says the key is wrong, check its
+structure and content, and keep the best. A teacher may choose the answer of a question; the answer-first
+task (``mcq_answer_first``) then writes the question for it. Every question comes back with a status —
+``ok``, or ``flagged`` with its reason codes — and the GUI and the CLI put the codes into words.
+
+It uses the models it is given (a :class:`~core.inference.modelset.ModelSet`); it loads none itself.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.config import DecodingConfig
+from core.errors import DataError
+from core.inference.generate import model_device
+from core.tasks.mcq import split_answer_line
+from core.tasks.mcq_checks import MCQCheck, validate_mcq
+from core.tasks.mcq_content import ContentCheck, check_content
+from core.tasks.mcq_format import LETTERS, MCQ, format_mcq, parse_mcq
+from core.tasks.vi_text import fold, syllables
+
+OK, FLAGGED = "ok", "flagged"
+# reason codes of the pipeline itself (the structure and content checks have their own)
+REKEYED = "rekeyed"  # the key was moved to the option the plan or the paragraph names (said, not a flag)
+PLAN_NOT_KEPT = "plan_not_kept"  # the model named an answer, then wrote no option for it
+PIPELINE_CODES = (REKEYED, PLAN_NOT_KEPT)
+# How the candidates are drawn. Measured on the test split's paragraphs (docs/BENCHMARKS.md, the read evaluation):
+# see the table there for what N and the temperature gave.
+CANDIDATES = 4
+TEMPERATURE = 0.7
+TOP_P = 0.95
+MAX_NEW_TOKENS = 160
+
+
+@dataclass
+class Candidate:
+    """One sampled answer of the model, read and checked."""
+
+    raw: str
+    planned: str | None  # the answer the model (or the teacher) named before its question
+    mcq: MCQ
+    structure: MCQCheck
+    content: ContentCheck
+    rekeyed_from: str | None = None
+    plan_kept: bool = True
+    logprob: float = 0.0  # mean log-probability of its tokens
+
+    @property
+    def text(self) -> str:
+        """The MCQ in the canonical layout (after re-keying), or the raw text when it has no structure."""
+        m = self.mcq
+        if self.structure.valid:
+            return format_mcq(m.question, [m.options[x] for x in LETTERS], m.answer)
+        return split_answer_line(self.raw)[1].strip()
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        out = list(self.structure.reasons) + list(self.content.codes)
+        if not self.plan_kept:
+            out.append(PLAN_NOT_KEPT)
+        return tuple(out)
+
+    def rank(self) -> tuple:
+        """Better candidates sort first: valid structure, no flag, the plan kept, then support and likelihood."""
+        key = self.mcq.answer
+        support = self.content.support
+        key_support = support.get(key, 0.0) if key else 0.0
+        others = max((v for x, v in support.items() if x != key), default=0.0)
+        return (not self.structure.valid, len(self.reasons), not self.plan_kept, -(key_support - others),
+                -self.logprob)
+
+
+@dataclass
+class QuizQuestion:
+    """What a teacher gets for one question of a paragraph."""
+
+    paragraph: str
+    text: str
+    status: str  # ok | flagged
+    reasons: tuple[str, ...]
+    answer: str | None = None  # the answer it was written for
+    rekeyed_from: str | None = None
+    structure_ok: bool = False
+    content_ok: bool = False
+    n_candidates: int = 0
+    seconds: float = 0.0
+    detail: dict = field(default_factory=dict)  # the content checks' numbers, for the words of a flag
+
+    @property
+    def mcq(self) -> MCQ:
+        return parse_mcq(self.text)
+
+
+def _matches(planned: str, option: str) -> float:
+    """How well an option states the planned answer: 1 when equal (tones and case aside), else the share of the
+    plan's syllables the option holds."""
+    if fold(planned) == fold(option):
+        return 1.0
+    a, b = syllables(planned), set(syllables(option))
+    return sum(1 for s in a if s in b) / len(a) if a else 0.0
+
+
+def read_candidate(raw: str, paragraph: str, *, planned: str | None = None, logprob: float = 0.0,
+                   rekey: bool = True) -> Candidate:
+    """Parse one generation and check it; re-key it where the plan (or, without one, the paragraph) disagrees.
+
+    Args:
+        raw: the generated text (with the answer line of the answer-first task, when it wrote one).
+        planned: the answer the teacher chose (it was written into the prompt); else the model's own line.
+        rekey: move the key to the option that states the planned answer — or, without a plan, to the option the
+            paragraph supports far better than the key (``key_unsupported``).
+    """
+    own, body = split_answer_line(raw)
+    planned = planned or own
+    mcq = parse_mcq(body)
+    structure = validate_mcq(mcq)
+    rekeyed_from, plan_kept = None, True
+    if structure.valid and planned:
+        scores = {x: _matches(planned, mcq.options[x]) for x in LETTERS}
+        best = max(scores, key=scores.get)
+        plan_kept = scores[best] >= 0.6
+        if rekey and plan_kept and best != mcq.answer:
+            rekeyed_from = mcq.answer
+            mcq = MCQ(mcq.question, dict(mcq.options), best, mcq.raw)
+    content = check_content(mcq, paragraph)
+    if rekey and structure.valid and not planned and "key_unsupported" in content.codes:
+        better = next(f.options[1] for f in content.flags if f.code == "key_unsupported")
+        rekeyed_from = mcq.answer
+        mcq = MCQ(mcq.question, dict(mcq.options), better, mcq.raw)
+        content = check_content(mcq, paragraph)
+    return Candidate(raw, planned, mcq, structure, content, rekeyed_from, plan_kept, logprob)
+
+
+def choose(candidates: list[Candidate], paragraph: str, started: float, answer: str | None = None) -> QuizQuestion:
+    """The best candidate, as the teacher gets it."""
+    best = min(candidates, key=Candidate.rank)
+    reasons = best.reasons
+    detail = {f.code: {"options": list(f.options), **f.detail} for f in best.content.flags}
+    return QuizQuestion(paragraph=paragraph, text=best.text, status=FLAGGED if reasons else OK, reasons=reasons,
+                        answer=answer or best.planned, rekeyed_from=best.rekeyed_from,
+                        structure_ok=best.structure.valid, content_ok=best.content.passed,
+                        n_candidates=len(candidates), seconds=round(time.monotonic() - started, 2), detail=detail)
+
+
+def sample(model, tokenizer, prompt: str, n: int, decoding: DecodingConfig) -> list[tuple[str, float]]:
+    """``n`` sampled answers to one prompt in one batch (no padding: the same prompt), with their mean log-prob."""
+    import torch
+
+    from core.data import encode_prompt
+    from core.inference.generate import generation_config, logits_processors
+
+    ids = encode_prompt(tokenizer, prompt)
+    x = torch.tensor([ids], device=model_device(model))
+    gc = generation_config(decoding, model, tokenizer)
+    gc.num_return_sequences = n
+    gc.return_dict_in_generate, gc.output_scores = True, True
+    torch.manual_seed(decoding.seed)
+    with torch.no_grad():
+        out = model.generate(input_ids=x, attention_mask=torch.ones_like(x), generation_config=gc,
+                             logits_processor=logits_processors(decoding, len(ids)))
+        scores = model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
+    results = []
+    pad = gc.pad_token_id
+    for seq, sc in zip(out.sequences, scores):
+        new = seq[len(ids):]
+        keep = new != pad if pad is not None else torch.ones_like(new, dtype=torch.bool)
+        text = tokenizer.decode(new[keep].tolist(), skip_special_tokens=True)
+        finite = sc[keep[: sc.shape[0]]] if sc.shape[0] == new.shape[0] else sc
+        finite = finite[torch.isfinite(finite)]
+        results.append((text, float(finite.mean()) if finite.numel() else 0.0))
+    return results
+
+
+class QuizWriter:
+    """Writes the questions of a quiz with one loaded run (its adapter active).
+
+    Args:
+        models: a ModelSet holding the run's adapter (``ModelSet.from_run``, or the GUI's cache).
+        which: the model to use: "adapter" (the fine-tuned one), "merged", "base" (for a comparison), or the
+            name the cache gave this run's adapter.
+        run_dir: the run whose prompt format to use (default: the ModelSet's own run); its task must be of the
+            MCQ family.
+        candidates: answers sampled per question (1: one greedy answer, no sampling).
+        decoding: the sampling settings (temperature, top-p, max new tokens, the repetition penalty).
+    """
+
+    def __init__(self, models, *, which: str = "adapter", run_dir: str | Path | None = None,
+                 candidates: int = CANDIDATES, decoding: DecodingConfig | None = None, rekey: bool = True):
+        from core import tasks
+        from core.inference.batch import run_template
+
+        self.run_dir = Path(run_dir or models.run_dir)
+        self.template = run_template(self.run_dir)
+        if tasks.family_of(self.template) != tasks.MCQ:
+            raise DataError(f"{self.run_dir} is not a question-writing run (its task is {self.template!r}; "
+                            "train on multiple-choice questions)", field="run")
+        self.models, self.which, self.candidates, self.rekey = models, which, max(1, int(candidates)), rekey
+        self.decoding = decoding or DecodingConfig(max_new_tokens=MAX_NEW_TOKENS, do_sample=candidates > 1,
+                                                   temperature=TEMPERATURE, top_p=TOP_P,
+                                                   repetition_penalty=tasks.get(self.template).repetition_penalty)
+
+    @property
+    def takes_answer(self) -> bool:
+        """Whether a teacher's answer can be given (a run trained to write the question for a given answer)."""
+        return self.template == "mcq_answer_first"
+
+    def prompt(self, paragraph: str, answer: str | None = None) -> str:
+        """The run's prompt for a paragraph (and the teacher's answer, written as the model's answer line)."""
+        from core.inference.batch import run_prompt
+
+        if answer and not self.takes_answer:
+            raise DataError(f"choosing the answer needs a run trained with data.template=mcq_answer_first "
+                            f"(this one: {self.template})", field="answer")
+        return run_prompt(self.run_dir, {"context": paragraph, **({"answer_text": answer} if answer else {})})
+
+    def write(self, paragraph: str, *, answer: str | None = None, k: int = 1, seed: int = 0) -> list[QuizQuestion]:
+        """``k`` questions about ``paragraph`` (different answers when the model plans them), best first.
+
+        Args:
+            answer: the answer the teacher wants asked about (the answer-first task writes the question for it).
+            seed: the sampling seed (another seed: other candidates, for "write another").
+        """
+        from dataclasses import replace
+
+        started = time.monotonic()
+        prompt = self.prompt(paragraph, answer)
+        n = max(self.candidates, k)
+        decoding = replace(self.decoding, seed=seed, do_sample=n > 1 or self.decoding.do_sample)
+        with self.models.use(self.which) as model:
+            drawn = sample(model, self.models.tokenizer, prompt, n, decoding)
+        candidates = [read_candidate(text, paragraph, planned=answer, logprob=lp, rekey=self.rekey)
+                      for text, lp in drawn]
+        out: list[QuizQuestion] = []
+        used: set[str] = set()
+        for cand in sorted(candidates, key=Candidate.rank):
+            if len(out) == k:
+                break
+            key = fold(cand.planned or cand.mcq.question or cand.raw)
+            if key in used and len(candidates) - len(used) > k - len(out):
+                continue  # another question about another answer, while there are enough left
+            used.add(key)
+            out.append(choose([cand], paragraph, started, answer))
+        for q in out:
+            q.n_candidates = len(candidates)
+        return out
+
+
+# --------------------------------------------------------------------------- what a teacher hands in
+
+_BLANK_LINES = re.compile(r"\n\s*\n")
+
+
+def paragraphs_of(text: str, *, min_words: int = 8) -> list[str]:
+    """A pasted chapter → its paragraphs (split at blank lines; headings and scraps under ``min_words`` dropped)."""
+    from core.data import clean_text
+
+    parts = [clean_text(p) for p in _BLANK_LINES.split(text or "")]
+    return [p for p in parts if len(p.split()) >= min_words]
+
+
+def read_quiz_input(path: str | Path) -> list[dict]:
+    """The paragraphs a quiz is written from: a JSONL of ``{"context", "answer"?}`` or a plain text file.
+
+    Raises:
+        DataError: a missing or empty file, no paragraph in it, a JSONL row without a context.
+    """
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"input file not found: {path}", field="input")
+    text = path.read_text(encoding="utf-8")
+    if not text.strip():
+        raise DataError(f"input file is empty: {path}", field="input")
+    if path.suffix.lower() == ".jsonl":
+        rows = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path.name} line {n}: invalid JSON ({e.msg})", field="input") from None
+            context = str(obj.get("context") or "").strip() if isinstance(obj, dict) else ""
+            if not context:
+                raise DataError(f"{path.name} line {n}: no `context` (the paragraph to ask about)", field="input")
+            rows.append({"context": context, "answer": str(obj.get("answer") or "").strip() or None})
+    else:
+        rows = [{"context": p, "answer": None} for p in paragraphs_of(text)]
+    if not rows:
+        raise DataError(f"{path.name} has no paragraph of 8 words or more to write questions about", field="input")
+    return rows
+
+
+def to_items(questions: list[QuizQuestion]) -> list:
+    """The questions as :class:`core.tasks.quiz_export.QuizItem` (the structurally valid ones: a file needs four
+    options and a key)."""
+    from core.tasks.quiz_export import QuizItem
+
+    items = []
+    for q in questions:
+        if not q.structure_ok:
+            continue
+        m = q.mcq
+        items.append(QuizItem(paragraph=q.paragraph, question=m.question, options=tuple(m.options[x] for x in LETTERS),
+                              key=m.answer, status=q.status, reasons=tuple(q.reasons)))
+    return items

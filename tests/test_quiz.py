@@ -1,0 +1,119 @@
+"""The quiz pipeline: reading a candidate, re-keying it, keeping the best; a chapter in, a quiz file out."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from conftest import micro_overrides
+
+from core import config as C
+from core.errors import DataError
+from core.inference.quiz import (FLAGGED, OK, PLAN_NOT_KEPT, Candidate, choose, paragraphs_of, read_candidate,
+                                 read_quiz_input)
+from core.tasks.mcq import ANSWER_LINE
+from core.tasks.mcq_format import format_mcq
+
+PARAGRAPH = ("Bộ xử lí trung tâm (CPU) gồm khối điều khiển (CU) điều phối hoạt động của các thiết bị và khối số "
+             "học và logic (ALU) thực hiện các phép tính số học và logic.")
+OPTIONS = ["Khối điều khiển (CU)", "Khối số học và logic (ALU)", "Bộ nhớ RAM", "Ổ cứng"]
+QUESTION = "Bộ phận nào của CPU thực hiện các phép tính số học và logic?"
+
+
+def test_a_planned_answer_sets_the_key_when_the_model_keyed_another_option():
+    raw = f"{ANSWER_LINE} Khối số học và logic (ALU)\n" + format_mcq(QUESTION, OPTIONS, "A")
+    cand = read_candidate(raw, PARAGRAPH)
+    assert cand.planned == "Khối số học và logic (ALU)" and cand.rekeyed_from == "A" and cand.mcq.answer == "B"
+    assert cand.text.endswith("Đáp án: B.") and ANSWER_LINE not in cand.text
+    kept = read_candidate(raw, PARAGRAPH, rekey=False)
+    assert kept.mcq.answer == "A" and kept.rekeyed_from is None
+
+
+def test_a_plan_the_options_do_not_state_is_flagged():
+    raw = f"{ANSWER_LINE} Thanh ghi\n" + format_mcq(QUESTION, OPTIONS, "B")
+    cand = read_candidate(raw, PARAGRAPH)
+    assert not cand.plan_kept and PLAN_NOT_KEPT in cand.reasons and cand.mcq.answer == "B"
+
+
+def test_without_a_plan_the_paragraph_rekeys_a_key_it_does_not_support():
+    cand = read_candidate(format_mcq(QUESTION, OPTIONS, "C"), PARAGRAPH)  # "Bộ nhớ RAM" is not in the paragraph
+    assert cand.rekeyed_from == "C" and cand.mcq.answer == "B" and cand.content.passed
+
+
+def test_the_best_candidate_wins_and_says_why_when_it_is_not_clean():
+    good = read_candidate(format_mcq(QUESTION, OPTIONS, "B"), PARAGRAPH, rekey=False)
+    broken = read_candidate("Câu hỏi: ?\nA. 1\nB. 1\nĐáp án: A.", PARAGRAPH)
+    q = choose([broken, good], PARAGRAPH, started=0.0)
+    assert q.status == OK and q.reasons == () and q.structure_ok and q.content_ok and q.mcq.answer == "B"
+    only_bad = choose([broken], PARAGRAPH, started=0.0)
+    assert only_bad.status == FLAGGED and "missing_options" in only_bad.reasons
+    assert sorted([good, broken], key=Candidate.rank)[0] is good
+
+
+def test_a_chapter_splits_into_paragraphs_and_drops_headings():
+    chapter = f"Bài 1. Máy tính\n\n{PARAGRAPH}\n\n   \n\nHệ điều hành quản lí tài nguyên của máy tính và cung cấp giao diện."
+    assert paragraphs_of(chapter) == [PARAGRAPH, "Hệ điều hành quản lí tài nguyên của máy tính và cung cấp giao diện."]
+
+
+def test_quiz_input_files_and_their_one_line_errors(tmp_path):
+    jsonl = tmp_path / "in.jsonl"
+    jsonl.write_text(json.dumps({"context": PARAGRAPH, "answer": "ALU"}, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert read_quiz_input(jsonl) == [{"context": PARAGRAPH, "answer": "ALU"}]
+    text = tmp_path / "chapter.txt"
+    text.write_text(f"Tiêu đề\n\n{PARAGRAPH}\n", encoding="utf-8")
+    assert read_quiz_input(text) == [{"context": PARAGRAPH, "answer": None}]
+    for content, message in (("", "is empty"), ("Chỉ\n\nvài từ", "no paragraph"),
+                             ('{"answer": "x"}\n', "line 1: no `context`")):
+        bad = tmp_path / ("bad.jsonl" if content.startswith("{") else "bad.txt")
+        bad.write_text(content, encoding="utf-8")
+        with pytest.raises(DataError, match=message):
+            read_quiz_input(bad)
+    with pytest.raises(DataError, match="not found"):
+        read_quiz_input(tmp_path / "missing.txt")
+
+
+@pytest.fixture(scope="module")
+def answer_first_run(micro_model, tmp_path_factory) -> Path:
+    from core.train.job import TrainingJob
+
+    cfg = C.load_yaml("presets/demo.yaml", micro_overrides(micro_model, run_name="af", **{
+        "data.template": "mcq_answer_first", "train.max_steps": 2}))
+    return TrainingJob(cfg, tmp_path_factory.mktemp("quiz-runs")).run()
+
+
+def test_the_quiz_command_writes_a_checked_quiz(answer_first_run, tmp_path, run_cli):
+    chapter = tmp_path / "chapter.txt"
+    chapter.write_text(f"{PARAGRAPH}\n\nHệ điều hành quản lí tài nguyên của máy tính và cung cấp giao diện.\n",
+                       encoding="utf-8")
+    out = tmp_path / "quiz.csv"
+    res = run_cli("quiz", str(answer_first_run), "--input", str(chapter), "--out", str(out), "--candidates", "2")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.strip().splitlines()[-1] == str(out) and "paragraph 2/2" in res.stderr
+    rows = list(csv.reader(out.read_text(encoding="utf-8-sig").splitlines()))
+    assert rows[0] == ["paragraph", "question", "A", "B", "C", "D", "key", "status", "reasons"]
+    assert all(r[7] in ("ok", "flagged") for r in rows[1:])  # a random micro model writes what it writes
+
+
+@pytest.mark.parametrize("case,message", [
+    ("missing", "input file not found"), ("empty", "is empty"), ("not-a-run", "is not a run folder"),
+    ("not-mcq", "is not a question-writing run"),
+])
+def test_the_quiz_command_refuses_bad_input_in_one_line(case, message, answer_first_run, tmp_path, run_cli):
+    chapter = tmp_path / "chapter.txt"
+    chapter.write_text("" if case == "empty" else PARAGRAPH, encoding="utf-8")
+    run = answer_first_run
+    if case == "not-a-run":
+        run = tmp_path
+    elif case == "not-mcq":
+        import shutil
+
+        run = tmp_path / "other"
+        shutil.copytree(answer_first_run, run, ignore=shutil.ignore_patterns(".lock"))
+        info = json.loads((run / "run.json").read_text())
+        (run / "run.json").write_text(json.dumps(dict(info, template="cpt")))
+    res = run_cli("quiz", str(run), "--input", str(tmp_path / "nope.txt" if case == "missing" else chapter),
+                  "--out", str(tmp_path / "q.csv"))
+    assert res.returncode == 2, res.stderr
+    assert message in res.stderr.strip().splitlines()[-1] and not (tmp_path / "q.csv").exists()
