@@ -11,6 +11,7 @@ section can be re-run alone). Sections:
     demo         the classroom result: MCQ validity of base vs fine-tuned on the test split
     mcq-checks   the content checks on the bundled gold MCQs: false flags, moved keys caught (seconds)
     mcq-read     MCQs for the test split read as a teacher reads them: reader-judged correct k/n per case
+    nf4          bitsandbytes' NF4 against a reference quantizer in numpy, and the CPU shortcut that scrambles it
     merge-matrix every merge a user can click (model × method × dtype × init × target), 2 steps each, checked
 
 --quick prints only: a quick run never rewrites docs/.
@@ -29,10 +30,21 @@ from core.paths import REPO_ROOT
 
 DOCS = REPO_ROOT / "docs"
 RESULTS = DOCS / "bench_results.json"
-SECTIONS = ("system", "throughput", "load", "memory", "e2e", "ui", "demo", "mcq-checks", "mcq-read", "merge-matrix")
+SECTIONS = ("system", "throughput", "load", "memory", "e2e", "ui", "demo", "mcq-checks", "mcq-read", "nf4", "merge-matrix")
 # the long ones run only when asked for: the read evaluation needs a person to read, the matrix ~40 min
-DEFAULT = ("system", "throughput", "load", "memory", "e2e", "ui", "demo", "mcq-checks")
+DEFAULT = ("system", "throughput", "load", "memory", "e2e", "ui", "demo", "mcq-checks", "nf4")
 QUICK = ("system", "throughput")
+
+
+def _portable(obj, tmp: str):
+    """The results without this machine's paths: the repo as a relative path, temporary folders as <tmp>."""
+    if isinstance(obj, dict):
+        return {k: _portable(v, tmp) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_portable(v, tmp) for v in obj]
+    if isinstance(obj, str):
+        return obj.replace(str(REPO_ROOT) + os.sep, "").replace(tmp, "<tmp>").replace(tempfile.gettempdir(), "<tmp>")
+    return obj
 
 
 def _load() -> dict:
@@ -119,6 +131,10 @@ def main(argv: list[str] | None = None) -> int:
             from bench import mcq_checks
 
             results["mcq_checks"] = mcq_checks.section()
+        if "nf4" in sections:
+            from bench import nf4
+
+            results["nf4"] = nf4.section()
         if "merge-matrix" in sections:
             from bench import merge_matrix
 
@@ -128,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({k: results[k] for k in keys if k in results}, indent=1, default=str)[:4000])
         return 0
     DOCS.mkdir(exist_ok=True)
+    results = _portable(results, str(tmp))
     RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
     (DOCS / "BENCHMARKS.md").write_text(report.markdown(results), encoding="utf-8")
     print(f"wrote {DOCS / 'BENCHMARKS.md'}")

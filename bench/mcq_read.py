@@ -31,7 +31,9 @@ def test_paragraphs() -> list[dict]:
         row = json.loads(line)
         if row.get("split") == "test" and row["context_id"] not in seen:
             seen.add(row["context_id"])
-            out.append({"context_id": row["context_id"], "topic": row.get("topic"), "context": row["context"]})
+            key = row["answer_" + row["correct_answer"].lower()]
+            out.append({"context_id": row["context_id"], "topic": row.get("topic"), "context": row["context"],
+                        "answer": key})
     return out
 
 
@@ -42,9 +44,13 @@ class Case:
     name: str
     which: str  # base | adapter
     pipeline: bool  # the full pipeline (candidates, re-keying, checks) or one greedy answer
+    # the teacher marks the answer (an answer-first run only): the key of the paragraph's first gold question,
+    # the phrase a teacher would mark
+    teacher_answer: bool = False
 
 
 CASES = (Case("base", "base", False), Case("tuned-plain", "adapter", False), Case("pipeline", "adapter", True))
+TEACHER = Case("pipeline, teacher's answer", "adapter", True, teacher_answer=True)
 
 
 def generate(run_dir: str | Path, cases: tuple[Case, ...] = CASES, limit: int | None = None,
@@ -71,7 +77,7 @@ def generate(run_dir: str | Path, cases: tuple[Case, ...] = CASES, limit: int | 
         for p in paragraphs:
             t0 = time.monotonic()
             if writer is not None:
-                q = writer.write(p["context"])[0]
+                q = writer.write(p["context"], answer=p["answer"] if case.teacher_answer else None)[0]
                 text, status, reasons = q.text, q.status, list(q.reasons)
             else:
                 raw = models.generate([models.prompt_for({"context": p["context"]})], case.which, greedy)[0].text
@@ -135,8 +141,13 @@ def section(run_dirs: list[str | Path], generated: list[dict] | None = None, lim
     """
     if generated is None:
         generated = []
+        from core.inference.batch import run_template
+
         for n, run in enumerate(run_dirs):
-            generated += generate(run, CASES if n == 0 else CASES[1:], limit=limit)
+            cases = CASES if n == 0 else CASES[1:]
+            if run_template(Path(run)) == "mcq_answer_first":
+                cases += (TEACHER,)
+            generated += generate(run, cases, limit=limit)
     result = report(generated)
     unread = write_unread(result)
     lines = ["Command: `python -m bench --only mcq-read --demo-run RUN [--demo-run RUN2]` (generates, ~10 min a "
@@ -146,7 +157,10 @@ def section(run_dirs: list[str | Path], generated: list[dict] | None = None, lim
              "script never writes one. *tuned-plain*: the fine-tuned model, one greedy answer (repetition penalty "
              "of the task). *pipeline*: the Classroom's `core.inference.quiz` — "
              "4 sampled candidates, the structure and content checks, the best one kept, the key moved to the "
-             "option the paragraph supports when the checks say so.", "", DEFINITION, "",
+             "option the paragraph supports when the checks say so. *pipeline, teacher's answer* (a run trained "
+             "with `data.template=mcq_answer_first`): the same, for an answer the teacher marks in the Classroom "
+             "— here the key of the paragraph's first gold question, the phrase a teacher would mark.", "",
+             DEFINITION, "",
              "| case | structure valid | flagged by the checks | **reader-judged correct** | key_wrong | ambiguous | "
              "unanswerable | nonsense | invalid structure | s/question p50 / p95 |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -156,6 +170,15 @@ def section(run_dirs: list[str | Path], generated: list[dict] | None = None, lim
         lines.append(f"| {name} | {r['structure_valid']}/{r['n']} | {r['flagged']}/{r['n']} | {read} | "
                      f"{v['key_wrong']} | {v['ambiguous']} | {v['unanswerable']} | {v['nonsense']} | "
                      f"{v['invalid_structure']} | {r['seconds_p50']} / {r['seconds_p95']} |")
+    reviews = load_reviews()
+    wrong = [g for g in generated if g["key"] in reviews and reviews[g["key"]]["verdict"] != "correct"
+             and reviews[g["key"]]["verdict"] != "invalid_structure"]
+    if wrong:
+        caught = sum(g["status"] == "flagged" for g in wrong)
+        lines += ["", f"The automatic content checks flagged {caught} of the {len(wrong)} structurally valid questions "
+                      "a reader judged wrong. They are signals: the pipeline keeps the candidate that passes them, so "
+                      "a passed check says little about a question chosen that way — which is why the headline is "
+                      "the reader's verdict."]
     if unread:
         lines += ["", f"Still to read: {sum(len(r['unread']) for r in result.values())} questions, listed in "
                       "`assets/reviews/unread.jsonl` by the last run."]

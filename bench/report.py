@@ -89,9 +89,11 @@ def markdown(r: dict) -> str:
                          f"{f['flops_per_token'] / 1e9:.3f} | {100 * f['engine']:.1f}% | {100 * f['trl']:.1f}% | {bf} |")
         lines.append("")
     for key, title in (("ui", "3. UI responsiveness"), ("e2e", "4. Time to result"), ("memory", "5. Memory"),
-                       ("load", "6. Model load time"), ("demo", "Classroom demo: MCQ validity"),
+                       ("load", "6. Model load time"),
+                       ("demo", "Classroom demo: MCQ structure (correctness: the read evaluation below)"),
                        ("mcq_read", "Classroom: questions a teacher can use (read evaluation)"),
                        ("mcq_checks", "Classroom: the automatic content checks"),
+                       ("nf4", "NF4 on the CPU: bitsandbytes against a reference quantizer"),
                        ("merge_matrix", "Merge matrix: every merge a user can click")):
         if key in r and r[key].get("markdown"):
             lines += [f"## {title}", "", r[key]["markdown"], ""]

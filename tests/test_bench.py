@@ -19,3 +19,27 @@ def test_bench_quick_runs_on_a_tiny_setting():
     m = re.search(r"^engine/trl throughput ratio: (\d+\.\d\d)$", res.stdout, re.MULTILINE)
     assert m and float(m.group(1)) > 0
     assert '"gflops_best"' in res.stdout  # the system section measured the matmul peak
+
+
+def test_a_quick_run_leaves_docs_untouched():
+    env = dict(os.environ, PYTHONPATH=str(REPO), TOKENIZERS_PARALLELISM="false")
+    docs = {p: p.read_bytes() for p in (REPO / "docs").glob("*") if p.is_file()}
+    res = subprocess.run([sys.executable, "-m", "bench", "--quick", "--only", "system", "--reps", "1"], cwd=REPO,
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert {p: p.read_bytes() for p in docs} == docs and "wrote" not in res.stdout
+
+
+def test_the_reference_nf4_quantizer_and_bitsandbytes_agree_and_the_cpu_shortcut_is_what_scrambles():
+    import numpy as np
+
+    from bench import nf4
+
+    w = np.random.default_rng(0).standard_normal((64, 64)).astype(np.float32)
+    codes, back = nf4.reference_nf4(w)
+    assert codes.min() >= 0 and codes.max() <= 15 and 0.07 < np.linalg.norm(w - back) / np.linalg.norm(w) < 0.12
+    r = nf4.run(n=512)
+    assert abs(r["bnb_functional"] - r["reference"]) < 1e-3
+    assert abs(r["linear4bit_after_eval_forward_exact_4bit"] - r["reference"]) < 5e-3
+    if r["linear4bit_after_eval_forward_shortcut_available"]:  # a CPU with AVX512-BF16, like this one
+        assert r["linear4bit_after_eval_forward"] is None or r["linear4bit_after_eval_forward"] > 0.3

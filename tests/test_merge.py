@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import SHORT_MCQ, micro_overrides
+from conftest import REPO, SHORT_MCQ, micro_overrides
 
 from core import config as C
 from core.errors import AdapterError, StudioError
@@ -409,3 +409,38 @@ def test_dequantized_weights_are_the_ones_the_4bit_layer_multiplies_by(micro_mod
     with torch.no_grad():
         assert (exact(x) - want).abs().max() <= 1e-5
         assert (stock(x) - want).abs().max() > 10 * max(1e-6, float((exact(x) - want).abs().max()))
+
+
+def test_the_merged_folder_carries_the_eos_training_ended_on_and_stock_generation_stops_there(micro_model, tmp_path):
+    """Peers' merges lose the EOS or the generation config, and the model never stops. A micro model is taught
+    one short answer until it ends it with EOS; the merged folder, loaded with stock transformers, stops there."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    from core.inference.batch import run_prompt
+    from core.merge.run import merge_run
+    from core.train.job import TrainingJob
+
+    # the micro model's embedding row of its pad token (= EOS, as in SmolLM2) is zero from random init (padding_idx),
+    # and with tied embeddings so is its output row: EOS could never be learned. A pretrained model has a real row.
+    model = AutoModelForCausalLM.from_pretrained(micro_model)
+    with torch.no_grad():
+        model.get_input_embeddings().weight[model.config.pad_token_id].normal_(0, 0.02)
+    model.save_pretrained(tmp_path / "base")
+    AutoTokenizer.from_pretrained(micro_model).save_pretrained(tmp_path / "base")
+    data = tmp_path / "greet.jsonl"
+    data.write_text("".join(json.dumps({"instruction": "Xin chào", "output": "Chào bạn."}, ensure_ascii=False) + "\n"
+                            for _ in range(8)), encoding="utf-8")
+    cfg = C.load_yaml(REPO / "presets" / "demo.yaml", micro_overrides(tmp_path / "base", **{
+        "data.source": str(data), "data.template": "alpaca", "train.max_steps": 60, "train.learning_rate": 1e-2,
+        "train.warmup_ratio": 0, "lora.r": 16, "lora.lora_dropout": 0}))
+    run = TrainingJob(cfg, tmp_path / "runs").run()
+    report = merge_run(run, dtype="float32", n_prompts=1, max_new_tokens=8)
+    out = Path(report.out_dir)
+    tok = AutoTokenizer.from_pretrained(out)
+    eos = GenerationConfig.from_pretrained(out).eos_token_id
+    assert tok.eos_token_id in (eos if isinstance(eos, list) else [eos])
+    model = AutoModelForCausalLM.from_pretrained(out)
+    ids = tok(run_prompt(run, {"instruction": "Xin chào"}), return_tensors="pt", add_special_tokens=False)
+    new = model.generate(**ids, max_new_tokens=40, do_sample=False)[0, ids["input_ids"].shape[1]:].tolist()
+    assert new[-1] == tok.eos_token_id and len(new) < 40, tok.decode(new)
+    assert tok.decode(new[:-1]).strip() == "Chào bạn."

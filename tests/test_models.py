@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from conftest import REPO
 
 from core import config as C
 from core.errors import ModelLoadError
@@ -179,3 +180,20 @@ def test_cli_estimate_prints_what_the_estimate_assumes(micro_model, capsys):
     lines = dict(line.split(None, 1) for line in out.splitlines() if line.split()[0] in
                  ("activations", "logits", "total"))
     assert set(lines) == {"activations", "logits", "total"} and lines["total"].endswith("iB")
+
+
+def test_the_8bit_options_reach_bitsandbytes_and_skipped_modules_stay_full_precision(micro_model):
+    from core.models.load import quantization_config
+
+    cfg = C.load_yaml(REPO / "presets" / "demo.yaml", [
+        f"model.name_or_path={micro_model}", "model.dtype=float32", "model.load_in_8bit=true",
+        "model.llm_int8_threshold=4.5", "model.llm_int8_skip_modules=[lm_head,o_proj]"]).model
+    q = quantization_config(cfg)
+    assert q.load_in_8bit and q.llm_int8_threshold == 4.5 and q.llm_int8_skip_modules == ["lm_head", "o_proj"]
+    assert q.llm_int8_enable_fp32_cpu_offload is False
+    model = load_model(cfg)[0]
+    kinds = {name.rsplit(".", 1)[-1]: type(m).__name__ for name, m in model.named_modules()}
+    assert kinds["o_proj"] == "Linear" and kinds["q_proj"] == "Linear8bitLt"
+    bad = C.load_yaml(REPO / "presets" / "demo.yaml", ["model.llm_int8_threshold=-1"])
+    assert [str(i) for i in C.validate(bad) if i.field == "model.llm_int8_threshold"] == [
+        "model.llm_int8_threshold: must be ≥ 0.0, got -1.0"]

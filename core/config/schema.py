@@ -46,8 +46,30 @@ class ModelConfig:
            "giảm khoảng 4 lần, mỗi bước chậm hơn. Bản thân adapter vẫn ở độ chính xác đầy đủ.")
     load_in_8bit: bool = opt(
         False, label_en="Load in 8-bit", label_vi="Nạp 8-bit",
-        en="Quantize the frozen base weights to 8 bits (LLM.int8). Needs a CUDA GPU; cannot be combined with 4-bit.",
-        vi="Lượng tử hoá trọng số gốc xuống 8 bit (LLM.int8). Cần GPU CUDA; không dùng cùng 4-bit.")
+        en="Quantize the frozen base weights to 8 bits (LLM.int8): about 2x less memory for the weights than 16-bit. "
+           "Runs on a GPU and, with bitsandbytes ≥ 0.50, on the CPU; cannot be combined with 4-bit.",
+        vi="Lượng tử hoá trọng số gốc xuống 8 bit (LLM.int8): bộ nhớ cho trọng số giảm khoảng 2 lần so với 16 bit. "
+           "Chạy trên GPU và, với bitsandbytes ≥ 0.50, trên CPU; không dùng cùng 4-bit.")
+    llm_int8_threshold: float = opt(
+        6.0, min=0.0, max=100.0, step=0.5, label_en="8-bit outlier threshold", label_vi="Ngưỡng ngoại lai 8-bit",
+        en="LLM.int8: input features with a magnitude above this are multiplied in 16 bits instead of 8 (the "
+           "outliers that 8 bits would ruin). 6.0 is the paper's value; lower keeps more in 16 bits (slower, closer "
+           "to the original), 0 turns the outlier path off.",
+        vi="LLM.int8: các đặc trưng đầu vào có độ lớn vượt ngưỡng này được nhân bằng 16 bit thay vì 8 bit (các giá trị "
+           "ngoại lai mà 8 bit sẽ làm hỏng). 6.0 là giá trị của bài báo; thấp hơn thì giữ nhiều phần hơn ở 16 bit "
+           "(chậm hơn, gần bản gốc hơn), 0 là tắt nhánh ngoại lai.")
+    llm_int8_skip_modules: list[str] = opt(
+        None, default_factory=list, label_en="Modules kept out of 8-bit", label_vi="Các lớp không lượng tử hoá 8-bit",
+        en="Module names left in full precision when loading in 8-bit (e.g. lm_head; empty: transformers' default, "
+           "which already keeps the output layer).",
+        vi="Tên các lớp giữ nguyên độ chính xác đầy đủ khi nạp 8-bit (ví dụ lm_head; để trống: mặc định của "
+           "transformers, vốn đã giữ lớp đầu ra).")
+    llm_int8_enable_fp32_cpu_offload: bool = opt(
+        False, label_en="8-bit: allow fp32 CPU offload", label_vi="8-bit: cho phép chuyển phần dư sang CPU (fp32)",
+        en="When the model does not fit on the GPU, keep the modules that do not fit on the CPU in float32 instead "
+           "of failing (slow). Only matters with a GPU.",
+        vi="Khi mô hình không vừa GPU, giữ các lớp không vừa trên CPU ở float32 thay vì báo lỗi (chậm). Chỉ có ý "
+           "nghĩa khi có GPU.")
     bnb_4bit_quant_type: Literal["nf4", "fp4"] = opt(
         "nf4", label_en="4-bit type", label_vi="Kiểu 4-bit",
         en="nf4 (NormalFloat4) suits normally distributed weights and is the QLoRA paper's choice; fp4 is plain 4-bit float.",

@@ -78,7 +78,9 @@ def quantization_config(cfg: ModelConfig):
     from transformers import BitsAndBytesConfig
 
     if cfg.load_in_8bit:
-        return BitsAndBytesConfig(load_in_8bit=True)
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_threshold=cfg.llm_int8_threshold,
+                                  llm_int8_skip_modules=list(cfg.llm_int8_skip_modules) or None,
+                                  llm_int8_enable_fp32_cpu_offload=cfg.llm_int8_enable_fp32_cpu_offload)
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=cfg.bnb_4bit_quant_type,
                               bnb_4bit_use_double_quant=cfg.bnb_4bit_use_double_quant,
                               bnb_4bit_compute_dtype=resolve_dtype(cfg.bnb_4bit_compute_dtype))

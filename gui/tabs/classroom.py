@@ -386,8 +386,8 @@ def build(ctx: AppContext) -> ClassroomTab:
             generate_btn = gr.Button(t("classroom.generate", lang), variant="primary", size="lg", scale=3)
             compare = gr.Checkbox(value=True, label=t("classroom.compare", lang), scale=2)
             creative = gr.Checkbox(value=False, label=t("classroom.creative", lang), scale=2)
-        status = gr.HTML()
-        base = gr.HTML()
+        status = gr.HTML(elem_id="cls-status")
+        base = gr.HTML(elem_id="cls-base")
         quiz = gr.State([])
         kept = gr.State([])
 
@@ -413,8 +413,8 @@ def build(ctx: AppContext) -> ClassroomTab:
                 title = gr.Textbox(value=t("classroom.title_default", lang), label=t("classroom.title", lang), scale=3)
                 fmt = gr.Dropdown(choices=[(t(f"classroom.format.{f}", lang), f) for f in FORMATS], value="gift",
                                   label=t("classroom.format", lang), scale=2)
-            export_btn = gr.Button(t("classroom.export_button", lang))
-            export_status = gr.HTML()
+            export_btn = gr.Button(t("classroom.export_button", lang), elem_id="cls-export")
+            export_status = gr.HTML(elem_id="cls-export-status")
             files = gr.File(label=t("classroom.files", lang), interactive=False)
         with gr.Accordion(t("classroom.eval", lang), open=False):
             gr.Markdown(t("classroom.eval_intro", lang))

@@ -163,13 +163,13 @@ def build(ctx: AppContext) -> MergeTab:
             private = gr.Checkbox(value=True, label=t("merge.private", lang))
         push_btn = gr.Button(t("merge.push_button", lang))
         push_result = gr.HTML()
-    with gr.Accordion(t("export.title", lang), open=False):
+    with gr.Accordion(t("export.title", lang), open=False, elem_id="mg-export"):
         gr.Markdown(t("export.intro", lang))
         quant = gr.Radio(choices=[(t(f"export.quant_{q}", lang), q) for q in QUANTS], value="f16",
                          label=t("export.quant", lang))
-        export_btn = gr.Button(t("export.button", lang))
-        export_result = gr.HTML()
-        export_files = gr.Markdown()
+        export_btn = gr.Button(t("export.button", lang), elem_id="mg-export-button")
+        export_result = gr.HTML(elem_id="mg-export-result")
+        export_files = gr.Markdown(elem_id="mg-export-files")
 
     # on page load and whenever the run changes: its saved report, if it was merged
     gr.on(None, show_existing, [run, lang_state, runs_state], [badge, report, out_dir], api_visibility="private",

@@ -1,0 +1,54 @@
+"""The read evaluation's bookkeeping: verdicts keyed by paragraph and exact text, counted, never invented."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench import mcq_read
+from core.tasks import mcq_reviews as R
+from core.tasks.mcq_format import format_mcq
+
+PARAGRAPH = "Bàn phím và chuột là thiết bị vào. Màn hình và máy in là thiết bị ra."
+GOOD = format_mcq("Thiết bị nào là thiết bị vào?", ["Bàn phím", "Màn hình", "Máy in", "Loa"], "A")
+
+
+def _write(path, rows):
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
+
+def test_a_verdict_belongs_to_one_text_for_one_paragraph():
+    key = R.review_key(PARAGRAPH, GOOD)
+    assert key == R.review_key("  " + PARAGRAPH.replace(" ", "  ") + "\n", GOOD + "\n")  # whitespace aside
+    assert key != R.review_key(PARAGRAPH + " Loa là thiết bị ra.", GOOD)  # another paragraph
+    assert key != R.review_key(PARAGRAPH, GOOD.replace("Đáp án: A", "Đáp án: B"))  # another key letter
+
+
+def test_the_reviewed_text_drops_the_answer_line_and_keeps_a_broken_generation_as_it_is():
+    assert R.reviewed_text("Ý cần hỏi: Bàn phím\n" + GOOD.replace("\n", "\n\n")) == GOOD
+    assert R.reviewed_text("  không phải câu hỏi  ") == "không phải câu hỏi"
+
+
+def test_an_unknown_verdict_is_an_error_naming_the_line(tmp_path):
+    path = tmp_path / "mcq.jsonl"
+    _write(path, [{"key": "a", "verdict": "correct"}, {"key": "b", "verdict": "corect"}])
+    with pytest.raises(ValueError, match="line 2: unknown verdict 'corect'"):
+        R.load_reviews(path)
+
+
+def test_the_report_counts_only_read_questions_and_lists_the_unread(tmp_path):
+    generated = [{"case": "pipeline", "task": "mcq_generation", "context_id": f"p{i}", "text": text,
+                  "status": "ok", "reasons": [], "seconds": s, "key": R.review_key(PARAGRAPH + str(i), text)}
+                 for i, (text, s) in enumerate([(GOOD, 2.0), (GOOD, 3.0), ("rác", 4.0)])]
+    reviews = {generated[0]["key"]: {"verdict": "correct"}, generated[2]["key"]: {"verdict": "invalid_structure"}}
+    case = mcq_read.report(generated, reviews)["mcq_generation · pipeline"]
+    assert (case["n"], case["n_read"], case["correct"], case["structure_valid"]) == (3, 2, 1, 2)
+    assert case["verdicts"]["invalid_structure"] == 1 and [g["context_id"] for g in case["unread"]] == ["p1"]
+    assert case["seconds_p50"] == 3.0
+
+
+def test_the_committed_review_file_loads_and_every_line_has_its_reading():
+    reviews = R.load_reviews()
+    for key, row in reviews.items():
+        assert row["verdict"] in R.VERDICTS and row["why"].strip() and row["text"].strip(), key
