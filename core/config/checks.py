@@ -91,6 +91,12 @@ def validate(cfg: RunConfig, *, n_rows: int | None = None, stats: Any = None) ->
     if lo.init_lora_weights in ("olora", "pissa", "pissa_niter_4") and (m.load_in_4bit or m.load_in_8bit):
         err("lora.init_lora_weights",
             f"{lo.init_lora_weights} needs full-precision base weights, got model.load_in_4bit/8bit=true")
+    if lo.init_lora_weights in ("olora", "pissa", "pissa_niter_4") and lo.modules_to_save:
+        # found by the merge matrix: peft's conversion of the changed base weights back to a plain LoRA does not
+        # cover fully trained modules, and the saved adapter cannot be applied again
+        err("lora.init_lora_weights",
+            f"{lo.init_lora_weights} with lora.modules_to_save={list(lo.modules_to_save)} saves an adapter that "
+            "cannot be applied again; use the default initialisation to train whole modules")
 
     # advice: the seeds' folklore, each with its reason
     if lo.r > 0 and lo.lora_alpha > 0:

@@ -292,6 +292,8 @@ class TrainingJob:
             eval_dataset=D.to_hf_dataset(prepared.validation) if prepared.validation else None,
             callbacks=[make_callback(self.progress, self._stop, self.metrics.append,
                                      on_begin=lambda: self._on_train_begin(plan), on_step=self._heartbeat)])
+        if cfg.model.load_in_4bit or cfg.model.load_in_8bit:
+            restore_saved_module_dtype(peft_model)
         # the run's metrics go to metrics.jsonl and train.log; stdout is left to the CLI (its last line: the run folder)
         trainer.remove_callback(PrinterCallback)
         trainer.embedding_learning_rate = cfg.train.embedding_learning_rate
@@ -376,6 +378,23 @@ class TrainingJob:
                     pid=os.getpid(), heartbeat=dt.datetime.now().isoformat(timespec="seconds"))
         info.setdefault("created", info["updated"])
         self.folder.write_info(info)
+
+
+def restore_saved_module_dtype(peft_model) -> None:
+    """Put fully trained modules (``modules_to_save``) of a quantized run back in their original module's dtype.
+
+    trl 1.x casts every trainable parameter of a quantized model to bfloat16 (the QLoRA paper's adapters); a
+    LoRA layer casts its input to match, but a trained copy of lm_head or embed_tokens does not, and its first
+    forward fails on a float32 base ("expected m1 and m2 to have the same dtype"), as the merge matrix found
+    (QLoRA + modules_to_save on SmolLM2).
+    """
+    for module in peft_model.modules():
+        original = getattr(module, "original_module", None)
+        copies = getattr(module, "modules_to_save", None)
+        if original is None or copies is None or not hasattr(original, "weight"):
+            continue
+        for copy in copies.values():
+            copy.to(original.weight.dtype)
 
 
 def dropped_rows_warnings(stats, data_cfg) -> list[str]:
