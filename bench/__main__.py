@@ -124,8 +124,9 @@ def main(argv: list[str] | None = None) -> int:
             if "mcq-read" in sections:
                 from bench import mcq_read
 
-                runs = args.demo_run or [demo_run or e2e.train_demo(tmp / "mcq-read")]
                 again = results.get("mcq_read", {}).get("generated") if args.reread else None
+                runs = (results["mcq_read"]["runs"] if again is not None
+                        else args.demo_run or [demo_run or e2e.train_demo(tmp / "mcq-read")])
                 results["mcq_read"] = mcq_read.section(runs, generated=again)
         if "mcq-checks" in sections:
             from bench import mcq_checks

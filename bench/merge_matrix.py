@@ -192,6 +192,8 @@ def markdown(rows: list[dict], full: bool = False) -> str:
             detail = "; ".join(f"{name} {_num(t['max_abs_dlogit'])}, {_num(t['kl_mean'])} "
                                f"({'lossy' if t['lossy'] else 'passed' if t['passed'] else 'FAILED'})"
                                for name, t in r["targets"].items())
+        if r.get("rerun_after_fix"):
+            detail += f" — first run: {r['rerun_after_fix']}; run again after the fix"
         lines.append(f"| {c['model']} | {c['method']} | {c['dtype']} | {c['init']} | {c['save']} | "
                      f"{r.get('target', '—')} | **{r['verdict']}** | {detail} | {r['seconds']} |")
     ok = sum(r["verdict"] in ("passed", "lossy") for r in rows)

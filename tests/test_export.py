@@ -140,6 +140,7 @@ def test_a_plain_prompt_run_embeds_the_plain_template_and_passes_the_prompt_thro
     assert "PARAMETER temperature 0" in text and "PARAMETER repeat_penalty 1.15" in text
 
 
+@pytest.mark.extended
 @needs_converter
 def test_a_gemma3_text_model_converts_and_matches(micro_gemma3, tmp_path):
     report = export_gguf(micro_gemma3, tmp_path, quant="f16", fmt=PromptFormat(False), name="g3", verify_tokens=8)
@@ -148,6 +149,7 @@ def test_a_gemma3_text_model_converts_and_matches(micro_gemma3, tmp_path):
     assert logits["figures"]["kl_mean"] < 1e-6  # measured 1.2e-8
 
 
+@pytest.mark.extended
 @needs_converter
 def test_a_model_the_gguf_cannot_describe_fails_its_verification(micro_model_factory, tmp_path):
     """conftest's micro Gemma-3: two layers, sliding then full, head_dim 16 with query_pre_attn_scalar 256. The

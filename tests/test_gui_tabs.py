@@ -108,6 +108,7 @@ def test_push_without_a_token_says_so_and_clears_the_box(merged, micro_run, runs
     assert token_box == "" and "hf_secret123" not in result  # offline: a clear error, never the token
 
 
+@pytest.mark.extended  # the browser test drives the same handler
 @pytest.mark.skipif(__import__("core.export.toolchain", fromlist=["x"]).converter_path() is None,
                     reason="llama.cpp's converter is not installed: run `python -m core.export.toolchain` once")
 def test_export_handler_writes_a_checked_gguf_and_says_how_to_use_it(merged, micro_run, runs_dir):
