@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.extended  # test_a_quick_run_leaves_docs_untouched runs the bench's entry point in CI
 def test_bench_quick_runs_on_a_tiny_setting():
     env = dict(os.environ, PYTHONPATH=str(REPO), TOKENIZERS_PARALLELISM="false")
     res = subprocess.run([sys.executable, "-m", "bench", "--quick", "--tiny", "--reps", "1"], cwd=REPO, env=env,
