@@ -19,10 +19,9 @@ from pathlib import Path
 from core.config import DecodingConfig
 from core.errors import DataError
 from core.inference.generate import model_device
-from core.tasks.mcq import split_answer_line
 from core.tasks.mcq_checks import MCQCheck, validate_mcq
 from core.tasks.mcq_content import ContentCheck, check_content
-from core.tasks.mcq_format import LETTERS, MCQ, format_mcq, parse_mcq
+from core.tasks.mcq_format import LETTERS, MCQ, format_mcq, parse_mcq, split_answer_line
 from core.tasks.vi_text import fold, syllables
 
 OK, FLAGGED = "ok", "flagged"

@@ -8,7 +8,8 @@ the decoding default and the metric. The format and its parser are ``mcq_format`
 from __future__ import annotations
 
 from core.tasks.mcq_checks import summarize, validate_mcq
-from core.tasks.mcq_format import format_mcq
+from core.tasks.mcq_format import ANSWER_LINE, format_mcq, split_answer_line
+from core.tasks.mcq_reviews import read_figures
 from core.errors import DataError
 from core.tasks.base import Task
 from core.templates import Formatted, TemplateContext, generation_prompt, need, pair
@@ -43,19 +44,11 @@ def prompt_mcq(row: dict, ctx: TemplateContext) -> str:
     return generation_prompt(mcq_prompt(need(row, "context")), ctx)
 
 
-# The answer-first variant: the model first names the answer it will ask about — copied from the paragraph, or
-# given by the teacher — then writes the question for it. Why: sampling questions from the paragraph alone gave a
-# usable question in about a quarter of the paragraphs (../shared/notes/mcq-sampling-2026-12-01.md); asking for a
-# given answer keeps the question on what the paragraph says, and the key can be set from the plan.
-ANSWER_LINE = "Ý cần hỏi:"
-
-
-def split_answer_line(text: str) -> tuple[str | None, str]:
-    """``"Ý cần hỏi: CPU\nCâu hỏi: …"`` → ``("CPU", "Câu hỏi: …")``; text without the line comes back as it is."""
-    head, sep, rest = text.lstrip().partition("\n")
-    if head.startswith(ANSWER_LINE):
-        return head[len(ANSWER_LINE):].strip() or None, rest if sep else ""
-    return None, text
+# The answer-first variant (the answer line and its parser: ``mcq_format``): the model first names the answer it
+# will ask about — copied from the paragraph, or given by the teacher — then writes the question for it. Why:
+# sampling questions from the paragraph alone gave a usable question in about a quarter of the paragraphs
+# (../shared/notes/mcq-sampling-2026-12-01.md); asking for a given answer keeps the question on what the paragraph
+# says, and the key can be set from the plan.
 
 
 def answer_text(row: dict) -> str:
@@ -84,7 +77,6 @@ def judge(texts: list[str], rows: list[dict]) -> dict:
     """Structure of each generated question (validity rate, reason counts, key distribution) and its content checks
     against its paragraph (signals, not the verdict: see core.tasks.mcq_content)."""
     from core.tasks.mcq_content import check_content, summarize_content
-    from core.tasks.mcq_reviews import read_figures
 
     bodies = [split_answer_line(t)[1] for t in texts]
     out = summarize(bodies)

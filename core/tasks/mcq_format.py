@@ -21,7 +21,8 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["MCQ_QUESTION_PREFIX", "MCQ_ANSWER_PREFIX", "LETTERS", "MCQ", "format_mcq", "parse_mcq"]
+__all__ = ["MCQ_QUESTION_PREFIX", "MCQ_ANSWER_PREFIX", "LETTERS", "MCQ", "format_mcq", "parse_mcq", "ANSWER_LINE",
+           "split_answer_line"]
 
 # ---------------------------------------------------------------------------
 # Canonical format
@@ -441,3 +442,15 @@ def _parse(raw: str) -> MCQ:
     question = "\n".join(question_lines).strip() if question_lines else ""
     ordered = {k: options[k] for k in _OPTION_LETTERS if k in options}
     return MCQ(question=question or None, options=ordered, answer=answer, raw=raw)
+
+
+# The answer line of the answer-first task (``core.tasks.mcq``): "Ý cần hỏi: <answer>" before the question.
+ANSWER_LINE = "Ý cần hỏi:"
+
+
+def split_answer_line(text: str) -> tuple[str | None, str]:
+    """``"Ý cần hỏi: CPU\nCâu hỏi: …"`` → ``("CPU", "Câu hỏi: …")``; text without the line comes back as it is."""
+    head, sep, rest = text.lstrip().partition("\n")
+    if head.startswith(ANSWER_LINE):
+        return head[len(ANSWER_LINE):].strip() or None, rest if sep else ""
+    return None, text

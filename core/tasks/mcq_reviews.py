@@ -29,6 +29,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from core.paths import REPO_ROOT
+from core.tasks.mcq_checks import validate_mcq
+from core.tasks.mcq_format import LETTERS, format_mcq, split_answer_line
 
 REVIEWS = REPO_ROOT / "assets" / "reviews" / "mcq.jsonl"
 VERDICTS = ("correct", "key_wrong", "ambiguous", "unanswerable", "nonsense", "invalid_structure")
@@ -47,10 +49,6 @@ def review_key(paragraph: str, text: str) -> str:
 def reviewed_text(raw: str) -> str:
     """The text a verdict is given for: a generation in the canonical MCQ layout (the answer-first line dropped),
     or, without an MCQ structure, the generation itself."""
-    from core.tasks.mcq import split_answer_line
-    from core.tasks.mcq_checks import validate_mcq
-    from core.tasks.mcq_format import LETTERS, format_mcq
-
     body = split_answer_line(raw)[1]
     check = validate_mcq(body)
     if not check.valid:
