@@ -17,24 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.paths import SAMPLES_DIR
+from core.tasks.mcq import sample_paragraphs
 from core.tasks.mcq_reviews import REVIEWS, VERDICTS, load_reviews, review_key, reviewed_text
 
-SAMPLE = SAMPLES_DIR / "vi_informatics_mcq.jsonl"
 __all__ = ["REVIEWS", "VERDICTS", "load_reviews", "review_key", "generate", "report", "write_unread"]
 
 
 def test_paragraphs() -> list[dict]:
-    """One entry per distinct paragraph of the bundled sample's test split, in file order."""
-    seen, out = set(), []
-    for line in SAMPLE.read_text(encoding="utf-8").splitlines():
-        row = json.loads(line)
-        if row.get("split") == "test" and row["context_id"] not in seen:
-            seen.add(row["context_id"])
-            key = row["answer_" + row["correct_answer"].lower()]
-            out.append({"context_id": row["context_id"], "topic": row.get("topic"), "context": row["context"],
-                        "answer": key})
-    return out
+    """One entry per distinct paragraph of the bundled sample's test split: context_id, topic, context, answer."""
+    return list(sample_paragraphs("test"))
 
 
 @dataclass

@@ -12,7 +12,7 @@ import random
 import tempfile
 import time
 from dataclasses import asdict, dataclass, fields, replace
-from functools import lru_cache, partial
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from core.inference import quiz as Q
 from core.inference.modelset import ADAPTER, BASE, MODELS
 from core.locale import text as t
 from core.run import slug
+from core.tasks.mcq import sample_paragraphs
 from core.tasks.mcq_checks import REASON_CODES, validate_mcq
 from core.tasks.quiz_export import WRITERS
 from core.tasks.mcq_format import LETTERS
@@ -35,9 +36,6 @@ from gui.state import AppContext
 from gui.widgets.run_picker import resolve_run, run_picker
 
 log = logging.getLogger("lora_studio.gui.classroom")
-
-SAMPLE = "sample:vi_informatics_mcq"
-
 
 # Large type for a projector, injected by build() inside the tab.
 CSS = """
@@ -50,22 +48,9 @@ CSS = """
 
 # ----------------------------------------------------------------------------- sample paragraphs
 
-@lru_cache(maxsize=1)
 def sample_contexts() -> tuple[dict, ...]:
-    """One entry per distinct paragraph of the sample's test split: {id, topic, context}."""
-    from core.data import read_table, resolve_source
-
-    frame = read_table(resolve_source(SAMPLE))
-    frame = frame[frame["split"].astype(str).str.lower() == "test"]
-    seen: set[str] = set()
-    out = []
-    for row in frame.to_dict(orient="records"):
-        key = str(row.get("context_id") or row["context"])
-        if key in seen:
-            continue
-        seen.add(key)
-        out.append({"id": key, "topic": str(row.get("topic") or ""), "context": str(row["context"]).strip()})
-    return tuple(out)
+    """The sample's test paragraphs (never trained on): {context_id, topic, context, answer}."""
+    return sample_paragraphs("test")
 
 
 def topic_name(topic: str, lang: str) -> str:
@@ -82,13 +67,13 @@ def context_choices(lang: str, per_topic: int = 1) -> list[tuple[str, str]]:
             continue
         counts[c["topic"]] = counts.get(c["topic"], 0) + 1
         words = " ".join(c["context"].split()[:7])
-        out.append((f"{topic_name(c['topic'], lang)} — {words}…", c["id"]))
+        out.append((f"{topic_name(c['topic'], lang)} — {words}…", c["context_id"]))
     return out
 
 
 def context_text(context_id: str | None) -> str:
     for c in sample_contexts():
-        if c["id"] == context_id:
+        if c["context_id"] == context_id:
             return c["context"]
     return ""
 
