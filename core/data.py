@@ -161,8 +161,9 @@ def read_table(path: Path) -> pd.DataFrame:
     return df
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    rows = []
+def iter_jsonl(path: Path, field: str = "data.source"):
+    """(line number, object) for each non-blank line of a JSONL file; a line that is not a JSON object is an error
+    naming the file, the line and ``field``."""
     with path.open(encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
@@ -170,12 +171,15 @@ def _read_jsonl(path: Path) -> list[dict]:
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
-                raise DataError(f"{path.name} line {lineno}: invalid JSON ({e.msg})", field="data.source") from None
+                raise DataError(f"{path.name} line {lineno}: invalid JSON ({e.msg})", field=field) from None
             if not isinstance(obj, dict):
                 raise DataError(f"{path.name} line {lineno}: expected an object, got {type(obj).__name__}",
-                                field="data.source")
-            rows.append(obj)
-    return rows
+                                field=field)
+            yield lineno, obj
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return [obj for _, obj in iter_jsonl(path)]
 
 
 def load_hub_dataset(dataset_id: str, split: str = "train") -> pd.DataFrame:

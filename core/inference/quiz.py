@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.config import DecodingConfig
+from core.data import clean_text, iter_jsonl
 from core.errors import DataError
 from core.inference.generate import model_device
 from core.tasks.mcq_checks import MCQCheck, validate_mcq
@@ -257,8 +258,6 @@ _BLANK_LINES = re.compile(r"\n\s*\n")
 
 def paragraphs_of(text: str, *, min_words: int = 8) -> list[str]:
     """A pasted chapter → its paragraphs (split at blank lines; headings and scraps under ``min_words`` dropped)."""
-    from core.data import clean_text
-
     parts = [clean_text(p) for p in _BLANK_LINES.split(text or "")]
     return [p for p in parts if len(p.split()) >= min_words]
 
@@ -269,8 +268,6 @@ def read_quiz_input(path: str | Path) -> list[dict]:
     Raises:
         DataError: a missing or empty file, no paragraph in it, a JSONL row without a context.
     """
-    import json
-
     path = Path(path)
     if not path.is_file():
         raise DataError(f"input file not found: {path}", field="input")
@@ -279,14 +276,8 @@ def read_quiz_input(path: str | Path) -> list[dict]:
         raise DataError(f"input file is empty: {path}", field="input")
     if path.suffix.lower() == ".jsonl":
         rows = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path.name} line {n}: invalid JSON ({e.msg})", field="input") from None
-            context = str(obj.get("context") or "").strip() if isinstance(obj, dict) else ""
+        for n, obj in iter_jsonl(path, field="input"):
+            context = str(obj.get("context") or "").strip()
             if not context:
                 raise DataError(f"{path.name} line {n}: no `context` (the paragraph to ask about)", field="input")
             rows.append({"context": context, "answer": str(obj.get("answer") or "").strip() or None})
