@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bench.system import summary
@@ -158,37 +158,19 @@ def e2e(reps: int = 3, runs_dir: str | Path | None = None) -> dict:
     return {"seconds": s, "passed": passed, "merge": merge_summaries, "run_dirs": runs, "markdown": md}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def ui(reps: int = 3, calls: int = 60) -> dict:
     """p50 / p95 latency of the ``training_status`` API through gradio_client, idle and while training."""
     from gradio_client import Client
 
+    from bench.app_process import serve
     from bench.ui_driver import start_training_via_api
 
-    port = _free_port()
     with tempfile.TemporaryDirectory() as tmp:
-        env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", LORA_STUDIO_RUNS=tmp, PYTHONPATH=str(REPO_ROOT))
-        app = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--runs-dir", tmp], cwd=REPO_ROOT,
-                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        app, url = serve(Path(tmp), Path(tmp) / "app.log")
         try:
-            url = f"http://127.0.0.1:{port}/"
-            deadline = time.monotonic() + 180
-            client = None
-            while client is None and time.monotonic() < deadline:
-                try:
-                    client = Client(url, verbose=False)
-                except Exception:  # noqa: BLE001 - the server is still starting
-                    time.sleep(1)
-            if client is None:
-                raise RuntimeError("the app did not start")
+            client = Client(url, verbose=False)
 
             seen: dict[str, set] = {}
-
             clients = [client] + [Client(url, verbose=False) for _ in range(CLIENTS - 1)]
 
             def sample(n: int, label: str, who=None) -> list[float]:
@@ -205,8 +187,6 @@ def ui(reps: int = 3, calls: int = 60) -> dict:
             start_training_via_api(client)
             time.sleep(5)  # into the steps, past model loading
             busy = sample(calls, "training")
-            from concurrent.futures import ThreadPoolExecutor
-
             with ThreadPoolExecutor(CLIENTS) as pool:  # 8 pages or scripts polling at once
                 many = [x for xs in pool.map(lambda c: sample(calls, f"training, {CLIENTS} clients", c), clients)
                         for x in xs]

@@ -7,12 +7,8 @@ installs it). The app runs as a subprocess on a free port with its runs folder i
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -31,44 +27,21 @@ pytestmark = [pytest.mark.browser, pytest.mark.skipif(not CHROMIUM.exists(), rea
                                                       "(apt-get install chromium)")]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, smollm2_dir):
     """``python app.py`` on a free port; yields its URL and runs folder."""
+    from bench.app_process import serve
+
     runs = tmp_path_factory.mktemp("browser-runs")
-    port = _free_port()
-    env = dict(os.environ, LORA_STUDIO_RUNS=str(runs), GRADIO_ANALYTICS_ENABLED="False",
-               TOKENIZERS_PARALLELISM="false", PYTHONPATH=str(REPO))
-    log = (runs / "app.log").open("w")
-    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--runs-dir", str(runs), "--lang", "vi"],
-                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
     t0 = time.time()
-    deadline = t0 + 180
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"app.py exited with {proc.returncode}:\n{(runs / 'app.log').read_text()[-3000:]}")
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            print(f"app answered after {time.time() - t0:.1f} s")
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.terminate()
-        raise RuntimeError("app.py did not answer within 180 s")
+    proc, url = serve(runs, runs / "app.log", lang="vi")
+    print(f"app answered after {time.time() - t0:.1f} s")
     yield url, runs
     proc.terminate()
     try:
         proc.wait(20)
     except subprocess.TimeoutExpired:
         proc.kill()
-    log.close()
 
 
 @pytest.fixture(scope="module")

@@ -331,34 +331,10 @@ def test_no_dataset_argument_reads_a_file_outside_the_allowed_folders(outside, t
 
 # ----------------------------------------------------------------------------- the app as a process
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _serve(runs: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    """``python app.py`` on a free port; waits until it answers."""
-    import urllib.request
+    from bench.app_process import serve
 
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--runs-dir", str(runs), "--lang", "en",
-                             "--data-dir", str(SHORT_MCQ.parent)],
-                            cwd=REPO, env=dict(_env(), GRADIO_ANALYTICS_ENABLED="False"), stdout=log.open("a"),
-                            stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        assert proc.poll() is None, log.read_text()[-3000:]
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            return proc, url
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    raise AssertionError(f"app.py did not answer within 180 s: {log.read_text()[-3000:]}")
+    return serve(runs, log, lang="en", extra=("--data-dir", str(SHORT_MCQ.parent)))
 
 
 def test_the_app_stops_its_training_on_sigterm_and_merges_a_run_made_after_the_page(micro_model, tmp_path):
