@@ -53,19 +53,9 @@ def _load() -> dict:
 
 def _tiny_model(tmp: Path) -> str:
     """A micro random Llama with SmolLM2's tokenizer, for checking that the benchmarks run at all."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from bench.micro import micro_models
 
-    from core.models.registry import resolve_model
-
-    tok = AutoTokenizer.from_pretrained(resolve_model("embedded:smollm2-135m-instruct"))
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
-                                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id))
-    model.save_pretrained(tmp / "tiny")
-    tok.save_pretrained(tmp / "tiny")
-    return str(tmp / "tiny")
+    return micro_models(tmp, ("micro-llama",))["micro-llama"]
 
 
 def main(argv: list[str] | None = None) -> int:

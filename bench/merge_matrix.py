@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.micro import micro_models
 from core.paths import REPO_ROOT
 
 SHORT = REPO_ROOT / "tests" / "data" / "short_mcq.jsonl"
@@ -91,6 +92,12 @@ def cells(models: list[str], full: bool = False) -> list[Cell]:
     return out
 
 
+def _target(r) -> dict:
+    """One target's verdict and distance (a ``core.merge.report.TargetResult``), JSON-safe."""
+    return {"passed": r.passed, "lossy": r.lossy, "max_abs_dlogit": r.max_abs_dlogit, "kl_mean": r.kl_mean,
+            "greedy_agreement": r.greedy_agreement, "identical": f"{r.identical_generations}/{r.n_prompts}"}
+
+
 def run_cell(cell: Cell, model_path: str, runs_dir: Path) -> dict:
     """Train 2 steps, merge, verify: every target's verdict and numbers, or the error that stopped the cell."""
     from core import config as C
@@ -106,17 +113,11 @@ def run_cell(cell: Cell, model_path: str, runs_dir: Path) -> dict:
         report = merge_run(run, dtype="float32", onto="auto", n_prompts=2, max_new_tokens=12)
         row["target"] = report.target
         row["verdict"] = report.verdict
-        row["targets"] = {name: {"passed": r.passed, "lossy": r.lossy, "max_abs_dlogit": r.max_abs_dlogit,
-                                 "kl_mean": r.kl_mean, "greedy_agreement": r.greedy_agreement,
-                                 "identical": f"{r.identical_generations}/{r.n_prompts}"}
-                          for name, r in report.results.items()}
+        row["targets"] = {name: _target(r) for name, r in report.results.items()}
         if cfg.model.load_in_4bit:  # the 4-bit target is measured only when chosen: merge once more onto it
             again = merge_run(run, dtype="float32", onto="4bit", out=Path(run) / "merged-4bit", n_prompts=2,
                               max_new_tokens=12)
-            r = again.chosen
-            row["targets"]["4bit"] = {"passed": r.passed, "lossy": r.lossy, "max_abs_dlogit": r.max_abs_dlogit,
-                                      "kl_mean": r.kl_mean, "greedy_agreement": r.greedy_agreement,
-                                      "identical": f"{r.identical_generations}/{r.n_prompts}"}
+            row["targets"]["4bit"] = _target(again.chosen)
     except ConfigError as e:  # refused before any work, naming the field: a combination the form does not offer
         row["verdict"] = "refused"
         row["error"] = str(e).splitlines()[0][:300]
@@ -128,33 +129,11 @@ def run_cell(cell: Cell, model_path: str, runs_dir: Path) -> dict:
     return row
 
 
-def _tiny_models(tmp: Path) -> dict[str, str]:
-    """A micro random Llama and Qwen2 (SmolLM2's tokenizer, tied embeddings on the Qwen2): what CI runs."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
-
-    from core.models.registry import resolve_model
-
-    tok = AutoTokenizer.from_pretrained(resolve_model("embedded:smollm2-135m-instruct"))
-    common = dict(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                  num_attention_heads=4, num_key_value_heads=2, eos_token_id=tok.eos_token_id,
-                  pad_token_id=tok.pad_token_id)
-    out = {}
-    for name, (config, model) in {"micro-llama": (LlamaConfig(**common), LlamaForCausalLM),
-                                  "micro-qwen2": (Qwen2Config(**common, tie_word_embeddings=True),
-                                                  Qwen2ForCausalLM)}.items():
-        torch.manual_seed(0)
-        model(config).save_pretrained(tmp / name)
-        tok.save_pretrained(tmp / name)
-        out[name] = str(tmp / name)
-    return out
-
-
 def run(tmp: Path, *, full: bool = False, tiny: bool = False, only: list[Cell] | None = None,
         progress=print) -> dict:
     """Every chosen cell, its rows, a summary and the markdown table."""
     tmp.mkdir(parents=True, exist_ok=True)
-    paths = _tiny_models(tmp) if tiny else MODELS
+    paths = micro_models(tmp) if tiny else MODELS
     chosen = only or cells(list(paths), full=full)
     rows = []
     for n, cell in enumerate(chosen, 1):
