@@ -303,9 +303,8 @@ def _cmd_generate(args) -> int:
 def _cmd_quiz(args) -> int:
     from core.inference.batch import check_output_file
     from core.inference.modelset import ModelSet
-    from core.inference.quiz import QuizWriter, read_quiz_input, to_items
+    from core.inference.quiz import QuizWriter, question_template, read_quiz_input, to_items
     from core.run import RunInfo
-    from core.tasks import MCQ, family_of
     from core.tasks.quiz_export import WRITERS
 
     if args.per_paragraph < 1 or args.candidates < 1:
@@ -314,9 +313,7 @@ def _cmd_quiz(args) -> int:
     out = check_output_file(Path(args.out))
     rows = read_quiz_input(args.input)  # a missing, empty or paragraph-less file: before any model loads
     run = RunInfo.load(args.run_dir)  # not a run folder: likewise
-    if family_of(run.template) != MCQ:
-        raise StudioError(f"{run.run_dir.name} is not a question-writing run (its task is {run.template}); train "
-                          "one on multiple-choice questions", field="run_dir")
+    question_template(run.run_dir)  # another task: likewise
     writer = QuizWriter(ModelSet.from_run(run.run_dir), candidates=args.candidates)
     questions = []
     for i, row in enumerate(rows, 1):
@@ -374,6 +371,9 @@ def _flag(parser, cls, name: str, flag: str, help: str | None = None) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from core.export.gguf import QUANTS  # both light: the standard library only
+    from core.tasks.quiz_export import WRITERS
+
     p = argparse.ArgumentParser(prog="python -m core", description="LoRA Studio, headless.")
     sub = p.add_subparsers(dest="cmd", required=True)
 
@@ -439,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     x = sub.add_parser("export", help="export a run for Ollama / LM Studio / llama.cpp (GGUF + Modelfile), verified")
     x.add_argument("run_dir")
     x.add_argument("--to", default="gguf", choices=("gguf",), help="the format (default: gguf)")
-    x.add_argument("--quant", default="f16", choices=("f16", "q8_0", "q4_k_m"),
+    x.add_argument("--quant", default="f16", choices=tuple(QUANTS),
                    help="f16: as merged (verified to pass); q8_0 / q4_k_m: smaller, lossy, measured (default: f16)")
     x.add_argument("--out", default=None, help="output folder (default: RUN_DIR/export/QUANT)")
     x.add_argument("--no-verify", action="store_true", help="skip the comparison with the merged model")
@@ -465,7 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", required=True, help="the file to write")
     q.add_argument("--per-paragraph", type=int, default=1, help="questions per paragraph (default 1)")
     q.add_argument("--candidates", type=int, default=4, help="answers sampled per question, the best kept (default 4)")
-    q.add_argument("--format", default="csv", choices=("csv", "gift", "moodle", "kahoot", "quizizz"))
+    q.add_argument("--format", default="csv", choices=tuple(WRITERS))
     q.set_defaults(func=_cmd_quiz)
 
     c = sub.add_parser("chain", help="train presets in turn, each on the previous stage's merged model")

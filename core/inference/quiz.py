@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core import tasks
 from core.config import DecodingConfig
 from core.data import clean_text, iter_jsonl
 from core.errors import DataError
@@ -177,6 +178,21 @@ def sample(model, tokenizer, prompt: str, n: int, decoding: DecodingConfig) -> l
     return results
 
 
+def question_template(run_dir: str | Path) -> str:
+    """The template of a run that writes questions (cheap: reads run.json; call it before loading models).
+
+    Raises:
+        DataError: the run was trained on another task.
+    """
+    from core.inference.batch import run_template
+
+    template = run_template(Path(run_dir))
+    if tasks.family_of(template) != tasks.MCQ:
+        raise DataError(f"{Path(run_dir).name} is not a question-writing run (its task is {template!r}; "
+                        "train on multiple-choice questions)", field="run")
+    return template
+
+
 class QuizWriter:
     """Writes the questions of a quiz with one loaded run (its adapter active).
 
@@ -192,14 +208,8 @@ class QuizWriter:
 
     def __init__(self, models, *, which: str = "adapter", run_dir: str | Path | None = None,
                  candidates: int = CANDIDATES, decoding: DecodingConfig | None = None, rekey: bool = True):
-        from core import tasks
-        from core.inference.batch import run_template
-
         self.run_dir = Path(run_dir or models.run_dir)
-        self.template = run_template(self.run_dir)
-        if tasks.family_of(self.template) != tasks.MCQ:
-            raise DataError(f"{self.run_dir} is not a question-writing run (its task is {self.template!r}; "
-                            "train on multiple-choice questions)", field="run")
+        self.template = question_template(self.run_dir)
         self.models, self.which, self.candidates, self.rekey = models, which, max(1, int(candidates)), rekey
         self.decoding = decoding or DecodingConfig(max_new_tokens=MAX_NEW_TOKENS, do_sample=candidates > 1,
                                                    temperature=TEMPERATURE, top_p=TOP_P,
