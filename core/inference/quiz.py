@@ -18,9 +18,10 @@ from pathlib import Path
 
 from core import tasks
 from core.config import DecodingConfig
-from core.data import clean_text, iter_jsonl
+from core.data import clean_text, encode_prompt, iter_jsonl
+from core.inference.batch import run_prompt, run_template
 from core.errors import DataError
-from core.inference.generate import model_device
+from core.inference.generate import generation_config, logits_processors, model_device
 from core.tasks.mcq_checks import MCQCheck, validate_mcq
 from core.tasks.mcq_content import ContentCheck, check_content
 from core.tasks.mcq_format import LETTERS, MCQ, format_mcq, parse_mcq, split_answer_line
@@ -153,9 +154,6 @@ def sample(model, tokenizer, prompt: str, n: int, decoding: DecodingConfig) -> l
     """``n`` sampled answers to one prompt in one batch (no padding: the same prompt), with their mean log-prob."""
     import torch
 
-    from core.data import encode_prompt
-    from core.inference.generate import generation_config, logits_processors
-
     ids = encode_prompt(tokenizer, prompt)
     x = torch.tensor([ids], device=model_device(model))
     gc = generation_config(decoding, model, tokenizer)
@@ -184,8 +182,6 @@ def question_template(run_dir: str | Path) -> str:
     Raises:
         DataError: the run was trained on another task.
     """
-    from core.inference.batch import run_template
-
     template = run_template(Path(run_dir))
     if tasks.family_of(template) != tasks.MCQ:
         raise DataError(f"{Path(run_dir).name} is not a question-writing run (its task is {template!r}; "
@@ -222,8 +218,6 @@ class QuizWriter:
 
     def prompt(self, paragraph: str, answer: str | None = None) -> str:
         """The run's prompt for a paragraph (and the teacher's answer, written as the model's answer line)."""
-        from core.inference.batch import run_prompt
-
         if answer and not self.takes_answer:
             raise DataError(f"choosing the answer needs a run trained with data.template=mcq_answer_first "
                             f"(this one: {self.template})", field="answer")
