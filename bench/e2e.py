@@ -221,6 +221,8 @@ def demo(reps: int = 1, run_dir: str | None = None) -> dict:
     With ``run_dir`` (``--demo-run``), an already trained demo run is evaluated (or its eval_report.json read).
     """
     from core.evaluate import evaluate_run
+    from core.inference.modelset import ADAPTER, BASE
+    from core.run import RunFolder
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
@@ -229,14 +231,15 @@ def demo(reps: int = 1, run_dir: str | None = None) -> dict:
             wall = time.perf_counter() - t0
         else:
             run, wall = Path(run_dir), float("nan")
-        info = json.loads((run / "run.json").read_text(encoding="utf-8"))
-        saved = run / "eval_report.json"
+        folder = RunFolder(run)
+        info = folder.read_info()
+        saved = folder.eval_report
         report = (json.loads(saved.read_text(encoding="utf-8")) if run_dir and saved.exists()
-                  else evaluate_run(run, split="test", which=("base", "adapter")))
+                  else evaluate_run(run, split="test", which=(BASE, ADAPTER)))
     steps = [r for r in _metrics(run) if "loss" in r]
     gaps = sorted(b["elapsed"] - a["elapsed"] for a, b in zip(steps, steps[1:]))
     step_s = gaps[len(gaps) // 2] if gaps else float("nan")
-    b, a = report["models"]["base"], report["models"]["adapter"]
+    b, a = report["models"][BASE], report["models"][ADAPTER]
     md = ("Command: `python -m bench --only demo` (trains `presets/demo.yaml`, then "
           "`python -m core evaluate RUN --split test`; run together with `e2e`, it evaluates e2e's first run "
           "instead of training once more). Contexts from the test split, never trained on. Both models "

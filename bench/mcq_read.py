@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core import tasks
 from core.tasks.mcq import sample_paragraphs
 from core.tasks.mcq_reviews import REVIEWS, VERDICTS, load_reviews, review_key, reviewed_text
 
@@ -136,7 +137,7 @@ def section(run_dirs: list[str | Path], generated: list[dict] | None = None, lim
 
         for n, run in enumerate(run_dirs):
             cases = CASES if n == 0 else CASES[1:]
-            if run_template(Path(run)) == "mcq_answer_first":
+            if tasks.get(run_template(Path(run))).takes_answer:
                 cases += (TEACHER,)
             generated += generate(run, cases, limit=limit)
     result = report(generated)

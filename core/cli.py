@@ -224,7 +224,7 @@ def _cmd_evaluate(args) -> int:
               f"{f['general_perplexity_after']} (x{f['ratio']})")
     if "baselines_mae" in report:
         print(f"baselines MAE: {report['baselines_mae']}")
-    print(Path(args.run_dir) / "eval_report.json")
+    print(RunFolder(Path(args.run_dir)).eval_report)
     return 0
 
 

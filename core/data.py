@@ -19,7 +19,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from core import tasks
+from core import locale, tasks
 from core.config import DataConfig
 from core.errors import DataError
 from core.paths import SAMPLES_DIR
@@ -61,14 +61,6 @@ SCHEMA_ROLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "price": (("price",), ("title", "description")),
     "cpt": (("context",), ("title",)),
     "text": (("text",), ()),
-}
-SCHEMA_LABELS = {
-    "mcq": {"en": "multiple-choice questions with context", "vi": "câu hỏi trắc nghiệm kèm đoạn văn"},
-    "cpt": {"en": "continued pre-training text (title, context)", "vi": "văn bản tiền huấn luyện tiếp (tiêu đề, nội dung)"},
-    "alpaca": {"en": "Alpaca instructions", "vi": "chỉ dẫn kiểu Alpaca"},
-    "chat": {"en": "chat conversations", "vi": "hội thoại"},
-    "price": {"en": "price QA (title, description, price)", "vi": "hỏi giá (tiêu đề, mô tả, giá)"},
-    "text": {"en": "plain text", "vi": "văn bản thuần"},
 }
 
 
@@ -215,7 +207,9 @@ class SchemaGuess:
     columns: list[str]
 
     def describe(self, lang: str = "en") -> str:
-        return SCHEMA_LABELS.get(self.schema, {}).get(lang, self.schema)
+        """The schema in words (``dataset.schema.<schema>`` of the locale table)."""
+        key = f"dataset.schema.{self.schema}"
+        return locale.text(key, lang) if locale.has(key) else self.schema
 
 
 def _match(columns: Iterable[str], role: str, taken: set[str]) -> str | None:

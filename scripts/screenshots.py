@@ -32,7 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=REPO / "assets" / "screenshots")
     args = p.parse_args(argv)
     run = args.run.resolve()
-    if not (run / "run.json").is_file() or not (run / "adapter").is_dir():
+    from core.run import RunFolder
+
+    folder = RunFolder(run)
+    if not folder.is_run() or not folder.has_adapter():
         raise SystemExit(f"error: {run} is not a finished run folder (no run.json / adapter/)")
     args.out.mkdir(parents=True, exist_ok=True)
     from playwright.sync_api import sync_playwright

@@ -214,7 +214,7 @@ class QuizWriter:
     @property
     def takes_answer(self) -> bool:
         """Whether a teacher's answer can be given (a run trained to write the question for a given answer)."""
-        return self.template == "mcq_answer_first"
+        return tasks.get(self.template).takes_answer
 
     def prompt(self, paragraph: str, answer: str | None = None) -> str:
         """The run's prompt for a paragraph (and the teacher's answer, written as the model's answer line)."""

@@ -31,6 +31,7 @@ class Task:
         judge: generated texts (and their role-keyed rows) → the task's metric, a JSON-safe dict; None: no metric.
         check: one generated text (and its row) → its own verdicts, e.g. ``{"valid": True}``, shown per sample.
         baselines: (train rows, eval rows) → the metric of non-model baselines (price: mean, linear regression).
+        takes_answer: the prompt can carry the answer to ask for (the answer-first MCQ task: a teacher's answer).
         family: tasks that write the same kind of answer (both MCQ templates: "mcq"); the Classroom lists the
             runs of the MCQ family. Defaults to the name.
     """
@@ -47,6 +48,7 @@ class Task:
     check: Callable[[str, dict], dict[str, Any]] | None = None
     baselines: Callable[[list[dict], list[dict]], dict[str, float]] | None = None
     family: str = ""
+    takes_answer: bool = False
 
     def __post_init__(self) -> None:
         if not self.family:

@@ -129,4 +129,4 @@ TASK = Task(name="mcq_generation", schema="mcq", needs=MCQ_ROLES, format=format_
 ANSWER_FIRST = Task(name="mcq_answer_first", schema="mcq", needs=MCQ_ROLES, format=format_answer_first,
                     prompt=prompt_answer_first, prompt_roles=("context",), group_role="context",
                     repetition_penalty=MCQ_REPETITION_PENALTY, judge=judge, check=check,
-                    family="mcq")
+                    family="mcq", takes_answer=True)

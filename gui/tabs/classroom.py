@@ -232,8 +232,8 @@ def export_quiz(items: list[dict] | None, kept: list[bool] | None, fmt: str, tit
 def evaluation_frame(result: dict, lang: str) -> pd.DataFrame:
     """evaluate_run's result as a table: one row per measure, one column per model."""
     models = result.get("models", {})
-    cols = {"base": t("classroom.base", lang), "adapter": t("classroom.tuned", lang)}
-    which = [w for w in ("base", "adapter") if w in models] + [w for w in models if w not in ("base", "adapter")]
+    cols = {BASE: t("classroom.base", lang), ADAPTER: t("classroom.tuned", lang)}
+    which = [w for w in (BASE, ADAPTER) if w in models] + [w for w in models if w not in (BASE, ADAPTER)]
     rows: list[dict[str, Any]] = []
 
     def add(label: str, get) -> None:
