@@ -144,6 +144,20 @@ def create_server(lang: str = "vi", runs_dir: str | Path | None = None, *, host:
     other_switch = {lang: "../", other: "./"}
     app = FastAPI(title=TITLE, docs_url=None, redoc_url=None, openapi_url=None)
 
+    from gui.tabs.training import training_status
+
+    status_runs = Path(runs_dir or default_runs_dir())
+
+    @app.get("/api/training_status", include_in_schema=False)
+    async def _status() -> dict:
+        """The followed job's status as plain JSON, the same dict as the ``training_status`` API.
+
+        Served beside Gradio's routes and on the event loop itself: the reply is copied from the job's in-memory
+        snapshot (a live run) or from run.json, so it needs neither Gradio's per-call processing (~25 ms here)
+        nor a worker thread, and 8 pollers stay fast while the training thread has both cores.
+        """
+        return training_status(status_runs)
+
     @app.get(f"/{other}", include_in_schema=False)
     def _slash() -> RedirectResponse:  # "/en" → "/en/" (the root app would answer 404)
         return RedirectResponse(f"/{other}/")

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -352,6 +353,10 @@ def test_the_app_stops_its_training_on_sigterm_and_merges_a_run_made_after_the_p
         while client.predict(api_name="/training_status").get("step", 0) < 2:
             assert time.time() < deadline, log.read_text()[-3000:]
             time.sleep(0.5)
+        with urllib.request.urlopen(url.rstrip("/") + "/api/training_status", timeout=30) as r:  # the plain route
+            plain = json.loads(r.read())
+        assert plain["status"] == "training" and plain["step"] >= 2 and plain["max_steps"] == 5000
+        assert plain["run_dir"] == client.predict(api_name="/training_status")["run_dir"]
         proc.send_signal(signal.SIGTERM)  # what a service manager, or closing a terminal, sends
         assert proc.wait(120) == 128 + signal.SIGTERM
     finally:

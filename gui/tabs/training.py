@@ -260,7 +260,7 @@ def build(ctx: AppContext) -> TrainingTab:
     def _poll(l, seen):
         return poll(l, seen, lang, runs_dir)
 
-    def _status() -> dict:
+    async def _status() -> dict:  # on the event loop: no worker thread per call (the reply is a memory copy)
         return training_status(runs_dir)
 
     poll_outputs = [progress, plot, log_box, last, ctx.selected_run, seen_run, runs]
