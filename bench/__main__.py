@@ -72,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
                         "repeat it to compare runs)")
     p.add_argument("--reread", action="store_true",
                    help="mcq-read: report the last generation again (after new verdicts) instead of generating")
+    p.add_argument("--keep", action="store_true",
+                   help="mcq-read with --demo-run: reuse the last generation of the runs it already holds (by run "
+                        "folder name) and generate only for the new ones")
     p.add_argument("--full", action="store_true", help="merge-matrix: every cell (default: a representative subset)")
     args = p.parse_args(argv)
 
@@ -114,10 +117,12 @@ def main(argv: list[str] | None = None) -> int:
             if "mcq-read" in sections:
                 from bench import mcq_read
 
-                again = results.get("mcq_read", {}).get("generated") if args.reread else None
-                runs = (results["mcq_read"]["runs"] if again is not None
+                last = results.get("mcq_read", {})
+                again = last.get("generated") if args.reread else None
+                runs = (last["runs"] if again is not None
                         else args.demo_run or [demo_run or e2e.train_demo(tmp / "mcq-read")])
-                results["mcq_read"] = mcq_read.section(runs, generated=again)
+                kept = mcq_read.rows_by_run(last) if args.keep else {}
+                results["mcq_read"] = mcq_read.section(runs, generated=again, kept=kept)
         if "mcq-checks" in sections:
             from bench import mcq_checks
 

@@ -125,11 +125,27 @@ DEFINITION = ("**Correct** (a teacher could hand it out): the question can be an
               "question; the question is not a copied sentence of the paragraph with a blank.")
 
 
-def section(run_dirs: list[str | Path], generated: list[dict] | None = None, limit: int | None = None) -> dict:
+def rows_by_run(last: dict) -> dict[str, list[dict]]:
+    """A stored mcq-read result's generated rows by run folder name (rows from before a row named its run: the
+    run of their task, in the stored order; the base model's rows go with the first run)."""
+    runs = list(last.get("runs") or [])
+    rows = list(last.get("generated") or [])
+    order = list(dict.fromkeys(g["task"] for g in rows))
+    out: dict[str, list[dict]] = {}
+    for g in rows:
+        name = g.get("run") or (runs[order.index(g["task"])] if order.index(g["task"]) < len(runs) else None)
+        if name:
+            out.setdefault(name, []).append(dict(g, run=name))
+    return out
+
+
+def section(run_dirs: list[str | Path], generated: list[dict] | None = None, limit: int | None = None,
+            kept: dict[str, list[dict]] | None = None) -> dict:
     """The mcq-read section: generate (unless ``generated`` is given: ``--reread``), look up verdicts, report.
 
     The base model is generated once (with the first run's prompt); each run adds its tuned-plain and pipeline
-    cases. The questions still to read go to ``assets/reviews/unread.jsonl`` (git-ignored).
+    cases. ``kept``: rows of an earlier generation by run folder name, reused for those runs instead of generating
+    again. The questions still to read go to ``assets/reviews/unread.jsonl`` (git-ignored).
     """
     if generated is None:
         generated = []
@@ -139,11 +155,13 @@ def section(run_dirs: list[str | Path], generated: list[dict] | None = None, lim
             cases = CASES if n == 0 else CASES[1:]
             if tasks.get(run_template(Path(run))).takes_answer:
                 cases += (TEACHER,)
-            generated += generate(run, cases, limit=limit)
+            reuse = [g for g in (kept or {}).get(Path(run).name, []) if g["case"] in {c.name for c in cases}]
+            generated += reuse or [dict(g, run=Path(run).name) for g in generate(run, cases, limit=limit)]
     result = report(generated)
     unread = write_unread(result)
-    lines = ["Command: `python -m bench --only mcq-read --demo-run RUN [--demo-run RUN2]` (generates, ~10 min a "
-             "run on 2 cores; `--reread` reports the last generation again after new verdicts). The 23 paragraphs "
+    lines = ["Command: `python -m bench --only mcq-read --demo-run RUN [--demo-run RUN2 …]` (generates, ~10 min a "
+             "run on 2 cores; `--reread` reports the last generation again after new verdicts; `--keep` reuses the "
+             "last generation of the runs it already holds and generates only for new ones). The 23 paragraphs "
              "of the bundled sample's test split, never trained on. Every question is read as a teacher reads it "
              "and given a verdict in `assets/reviews/mcq.jsonl`, keyed by the paragraph and the exact text; a "
              "script never writes one. *tuned-plain*: the fine-tuned model, one greedy answer (repetition penalty "
@@ -151,7 +169,11 @@ def section(run_dirs: list[str | Path], generated: list[dict] | None = None, lim
              "4 sampled candidates, the structure and content checks, the best one kept, the key moved to the "
              "option the paragraph supports when the checks say so. *pipeline, teacher's answer* (a run trained "
              "with `data.template=mcq_answer_first`): the same, for an answer the teacher marks in the Classroom "
-             "— here the key of the paragraph's first gold question, the phrase a teacher would mark.", "",
+             "— here the key of the paragraph's first gold question, the phrase a teacher would mark. "
+             "*mcq_focus* (a run trained with `data.template=mcq_focus`: the prompt also names the sentence to ask "
+             "about): its pipeline writes one greedy question on each of up to 4 sentences of the paragraph and "
+             "keeps the best, the key moved to the option that sentence supports; its tuned-plain case asks about "
+             "the first sentence.", "",
              DEFINITION, "",
              "| case | structure valid | flagged by the checks | **reader-judged correct** | key_wrong | ambiguous | "
              "unanswerable | nonsense | invalid structure | s/question p50 / p95 |",

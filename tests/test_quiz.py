@@ -74,6 +74,32 @@ def test_quiz_input_files_and_their_one_line_errors(tmp_path):
         read_quiz_input(tmp_path / "missing.txt")
 
 
+def test_focus_sentences_skip_scraps_and_move_along_for_another_question():
+    from core.inference.quiz import focus_sentences
+
+    text = ("Tin học. Bộ nhớ trong gồm RAM và ROM của máy tính cá nhân. ROM chứa chương trình khởi động do nhà "
+            "sản xuất ghi sẵn. RAM mất toàn bộ dữ liệu khi tắt máy hoặc mất điện.")
+    first = focus_sentences(text, 2)
+    assert first == ["Bộ nhớ trong gồm RAM và ROM của máy tính cá nhân.",
+                     "ROM chứa chương trình khởi động do nhà sản xuất ghi sẵn."]
+    assert focus_sentences(text, 2, seed=1)[0] == "RAM mất toàn bộ dữ liệu khi tắt máy hoặc mất điện."
+    assert focus_sentences("Một câu ngắn", 4) == ["Một câu ngắn"]
+
+
+def test_a_focus_question_is_rekeyed_to_what_its_sentence_says():
+    from core.inference.quiz import read_candidate
+
+    paragraph = ("Bộ nhớ trong gồm RAM và ROM. ROM chứa chương trình khởi động do nhà sản xuất ghi sẵn. "
+                 "RAM mất dữ liệu khi tắt máy.")
+    raw = ("Câu hỏi: Bộ nhớ nào chứa chương trình khởi động do nhà sản xuất ghi sẵn?\nA. RAM\nB. ROM\n"
+           "C. Ổ cứng\nD. Thẻ nhớ\nĐáp án: A.")
+    cand = read_candidate(raw, paragraph, focus="ROM chứa chương trình khởi động do nhà sản xuất ghi sẵn.")
+    assert cand.mcq.answer == "B" and cand.rekeyed_from == "A"
+    kept = read_candidate(raw.replace("Đáp án: A.", "Đáp án: B."), paragraph,
+                          focus="ROM chứa chương trình khởi động do nhà sản xuất ghi sẵn.")
+    assert kept.mcq.answer == "B" and kept.rekeyed_from is None
+
+
 @pytest.fixture(scope="module")
 def answer_first_run(micro_model, tmp_path_factory) -> Path:
     from core.train.job import TrainingJob

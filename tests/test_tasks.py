@@ -12,7 +12,7 @@ from core.templates import TemplateContext
 MCQ_ROW = {"context": "RAM là bộ nhớ trong.", "question": "RAM là gì?", "answer_a": "Bộ nhớ trong",
            "answer_b": "Bộ nhớ ngoài", "answer_c": "Thiết bị vào", "answer_d": "Thiết bị ra", "correct_answer": "A"}
 ROWS = {  # one role-keyed row per task
-    "mcq_generation": MCQ_ROW, "mcq_answer_first": MCQ_ROW,
+    "mcq_generation": MCQ_ROW, "mcq_answer_first": MCQ_ROW, "mcq_focus": MCQ_ROW,
     "cpt": {"title": "Bộ nhớ", "context": "RAM là bộ nhớ trong."},
     "alpaca": {"instruction": "Dịch sang tiếng Anh", "input": "bộ nhớ", "output": "memory"},
     "chat": {"messages": [{"role": "user", "content": "Xin chào"}, {"role": "assistant", "content": "Chào bạn"}]},
@@ -45,7 +45,7 @@ def test_each_task_trains_on_its_prompt_followed_by_the_answer(name):
 
 def test_only_the_mcq_tasks_group_rows_by_paragraph_and_penalise_repeats():
     mcq = {n for n, t in tasks.TASKS.items() if t.family == tasks.MCQ}
-    assert mcq == {"mcq_generation", "mcq_answer_first"}
+    assert mcq == {"mcq_generation", "mcq_answer_first", "mcq_focus"}
     assert {n for n, t in tasks.TASKS.items() if t.group_role} == mcq
     assert all(tasks.get(n).single_input == "context" and tasks.get(n).repetition_penalty > 1.0 for n in mcq)
     assert all(t.repetition_penalty == 1.0 for n, t in tasks.TASKS.items() if n not in mcq)
@@ -65,6 +65,26 @@ def test_the_answer_first_task_names_the_answer_and_a_teacher_can_choose_it():
     assert chosen.endswith(f"{ANSWER_LINE} RAM\n")
     assert tasks.inference_prompt("mcq_answer_first", {"context": "x"}, PLAIN) == \
         tasks.inference_prompt("mcq_generation", {"context": "x"}, PLAIN)
+
+
+FOCUS_ROW = dict(MCQ_ROW, context="Bộ nhớ trong gồm RAM và ROM. ROM chứa chương trình khởi động do nhà sản xuất "
+                 "ghi sẵn. RAM mất dữ liệu khi tắt máy.", question="Bộ nhớ nào chứa chương trình khởi động?",
+                 answer_a="RAM", answer_b="ROM", correct_answer="B")
+
+
+def test_the_focus_task_trains_on_the_sentence_that_holds_the_question_and_its_key():
+    from core.tasks.mcq import FOCUS_LINE
+
+    formatted = tasks.format_row(FOCUS_ROW, "mcq_focus", PLAIN)
+    prompt = formatted.text[:formatted.loss_spans[0][0]]
+    assert f"{FOCUS_LINE} ROM chứa chương trình khởi động do nhà sản xuất ghi sẵn." in prompt
+    assert formatted.text[formatted.loss_spans[0][0]:].startswith("Câu hỏi: Bộ nhớ nào chứa chương trình khởi động?")
+    given = tasks.inference_prompt("mcq_focus", {"context": FOCUS_ROW["context"], "focus": "RAM mất dữ liệu khi tắt máy."},
+                                   PLAIN)
+    assert given.endswith(f"{FOCUS_LINE} RAM mất dữ liệu khi tắt máy.\n\n")
+    # without a question or a focus (a pasted paragraph): the first sentence
+    assert tasks.inference_prompt("mcq_focus", {"context": FOCUS_ROW["context"]}, PLAIN).endswith(
+        f"{FOCUS_LINE} Bộ nhớ trong gồm RAM và ROM.\n\n")
 
 
 def test_an_unknown_template_names_the_known_ones():

@@ -23,9 +23,9 @@ from core.inference.batch import run_prompt, run_template
 from core.errors import DataError
 from core.inference.generate import generation_config, logits_processors, model_device
 from core.tasks.mcq_checks import MCQCheck, validate_mcq
-from core.tasks.mcq_content import ContentCheck, check_content
+from core.tasks.mcq_content import KEY_BETTER_MIN, KEY_MARGIN, ContentCheck, check_content
 from core.tasks.mcq_format import LETTERS, MCQ, format_mcq, parse_mcq, split_answer_line
-from core.tasks.vi_text import fold, syllables
+from core.tasks.vi_text import content_syllables, fold, option_support, sentences, syllables
 
 OK, FLAGGED = "ok", "flagged"
 # reason codes of the pipeline itself (the structure and content checks have their own)
@@ -52,6 +52,7 @@ class Candidate:
     rekeyed_from: str | None = None
     plan_kept: bool = True
     logprob: float = 0.0  # mean log-probability of its tokens
+    focus: str | None = None  # the sentence it was asked to ask about (the focus task)
 
     @property
     def text(self) -> str:
@@ -71,7 +72,7 @@ class Candidate:
     def rank(self) -> tuple:
         """Better candidates sort first: valid structure, no flag, the plan kept, then support and likelihood."""
         key = self.mcq.answer
-        support = self.content.support
+        support = focus_support(self.mcq, self.focus) if self.focus else self.content.support
         key_support = support.get(key, 0.0) if key else 0.0
         others = max((v for x, v in support.items() if x != key), default=0.0)
         return (not self.structure.valid, len(self.reasons), not self.plan_kept, -(key_support - others),
@@ -108,15 +109,36 @@ def _matches(planned: str, option: str) -> float:
     return sum(1 for s in a if s in b) / len(a) if a else 0.0
 
 
+# A sentence worth a question has this many content syllables (shorter ones are headings or linking scraps).
+FOCUS_MIN_SYLLABLES = 6
+
+
+def focus_sentences(paragraph: str, n: int, seed: int = 0) -> list[str]:
+    """Up to ``n`` sentences of ``paragraph`` to write one question each on, in paragraph order; ``seed`` moves the
+    window along (for "write another"). Short sentences are left out while there are enough long ones."""
+    parts = sentences(paragraph) or [paragraph.strip()]
+    long = [x for x in parts if len(content_syllables(syllables(x))) >= FOCUS_MIN_SYLLABLES]
+    pool = long if len(long) >= min(n, len(parts)) else parts
+    start = (seed * n) % len(pool)
+    return [pool[(start + i) % len(pool)] for i in range(min(n, len(pool)))]
+
+
+def focus_support(mcq: MCQ, focus: str) -> dict[str, float]:
+    """How much each option is what the focus sentence says (the content checks' support, on that sentence)."""
+    return {x: option_support(mcq.options.get(x) or "", focus, mcq.question) for x in LETTERS}
+
+
 def read_candidate(raw: str, paragraph: str, *, planned: str | None = None, logprob: float = 0.0,
-                   rekey: bool = True) -> Candidate:
+                   rekey: bool = True, focus: str | None = None) -> Candidate:
     """Parse one generation and check it; re-key it where the plan (or, without one, the paragraph) disagrees.
 
     Args:
         raw: the generated text (with the answer line of the answer-first task, when it wrote one).
         planned: the answer the teacher chose (it was written into the prompt); else the model's own line.
         rekey: move the key to the option that states the planned answer — or, without a plan, to the option the
-            paragraph supports far better than the key (``key_unsupported``).
+            paragraph supports far better than the key (``key_unsupported``); a question written on a focus
+            sentence is re-keyed to the option that sentence supports far better than the key.
+        focus: the sentence the question was asked to be about (the focus task).
     """
     own, body = split_answer_line(raw)
     planned = planned or own
@@ -136,7 +158,14 @@ def read_candidate(raw: str, paragraph: str, *, planned: str | None = None, logp
         rekeyed_from = mcq.answer
         mcq = MCQ(mcq.question, dict(mcq.options), better, mcq.raw)
         content = check_content(mcq, paragraph)
-    return Candidate(raw, planned, mcq, structure, content, rekeyed_from, plan_kept, logprob)
+    if rekey and structure.valid and focus and not planned:
+        support = focus_support(mcq, focus)
+        best = max(support, key=support.get)
+        if best != mcq.answer and support[best] >= KEY_BETTER_MIN and support[best] - support[mcq.answer] >= KEY_MARGIN:
+            rekeyed_from = rekeyed_from or mcq.answer
+            mcq = MCQ(mcq.question, dict(mcq.options), best, mcq.raw)
+            content = check_content(mcq, paragraph)
+    return Candidate(raw, planned, mcq, structure, content, rekeyed_from, plan_kept, logprob, focus)
 
 
 def choose(candidates: list[Candidate], paragraph: str, started: float, answer: str | None = None) -> QuizQuestion:
@@ -233,19 +262,28 @@ class QuizWriter:
         from dataclasses import replace
 
         started = time.monotonic()
-        prompt = self.prompt(paragraph, answer)
         n = max(self.candidates, k)
-        decoding = replace(self.decoding, seed=seed, do_sample=n > 1 or self.decoding.do_sample)
-        with self.models.use(self.which) as model:
-            drawn = sample(model, self.models.tokenizer, prompt, n, decoding)
-        candidates = [read_candidate(text, paragraph, planned=answer, logprob=lp, rekey=self.rekey)
-                      for text, lp in drawn]
+        if tasks.get(self.template).takes_focus and not answer:
+            # one greedy question per sentence: the sentences differ, so the candidates do without sampling
+            focuses = focus_sentences(paragraph, n, seed)
+            greedy = replace(self.decoding, seed=seed, do_sample=False)
+            with self.models.use(self.which) as model:
+                drawn = [(*sample(model, self.models.tokenizer,
+                                  run_prompt(self.run_dir, {"context": paragraph, "focus": f}), 1, greedy)[0], f)
+                         for f in focuses]
+        else:
+            decoding = replace(self.decoding, seed=seed, do_sample=n > 1 or self.decoding.do_sample)
+            with self.models.use(self.which) as model:
+                drawn = [(text, lp, None) for text, lp in
+                         sample(model, self.models.tokenizer, self.prompt(paragraph, answer), n, decoding)]
+        candidates = [read_candidate(text, paragraph, planned=answer, logprob=lp, rekey=self.rekey, focus=f)
+                      for text, lp, f in drawn]
         out: list[QuizQuestion] = []
         used: set[str] = set()
         for cand in sorted(candidates, key=Candidate.rank):
             if len(out) == k:
                 break
-            key = fold(cand.planned or cand.mcq.question or cand.raw)
+            key = fold(cand.planned or cand.focus or cand.mcq.question or cand.raw)
             if key in used and len(candidates) - len(used) > k - len(out):
                 continue  # another question about another answer, while there are enough left
             used.add(key)

@@ -32,6 +32,8 @@ class Task:
         check: one generated text (and its row) → its own verdicts, e.g. ``{"valid": True}``, shown per sample.
         baselines: (train rows, eval rows) → the metric of non-model baselines (price: mean, linear regression).
         takes_answer: the prompt can carry the answer to ask for (the answer-first MCQ task: a teacher's answer).
+        takes_focus: the prompt names one sentence of the paragraph to ask about (``row["focus"]``); the quiz
+            pipeline then writes one candidate per sentence instead of sampling one prompt.
         family: tasks that write the same kind of answer (both MCQ templates: "mcq"); the Classroom lists the
             runs of the MCQ family. Defaults to the name.
     """
@@ -49,6 +51,7 @@ class Task:
     baselines: Callable[[list[dict], list[dict]], dict[str, float]] | None = None
     family: str = ""
     takes_answer: bool = False
+    takes_focus: bool = False
 
     def __post_init__(self) -> None:
         if not self.family:

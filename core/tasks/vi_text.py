@@ -97,6 +97,15 @@ def fold(text: str) -> str:
     return " ".join(unicodedata.normalize("NFC", bare).casefold().split())
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?;])\s+")
+
+
+def sentences(paragraph: str) -> list[str]:
+    """The sentences of a paragraph (split after . ! ? or ; followed by a space: "3,5 mm", "192.168.1.2" and
+    "v.v." inside a sentence stay whole), stripped, empty ones dropped."""
+    return [s.strip() for s in _SENTENCE_END.split(nfc(paragraph).strip()) if s.strip()]
+
+
 def content_syllables(tokens: Sequence[str]) -> list[str]:
     """The tokens that are not stop-words."""
     return [t for t in tokens if t not in STOP_WORDS]
