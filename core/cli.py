@@ -68,7 +68,8 @@ class _StopOnSignal:
         self.received.append(signum)
         print(f"{signal.Signals(signum).name}: stopping after the current step (press Ctrl-C again to abort at once)",
               file=sys.stderr, flush=True)
-        self.job.stop()
+        if self.job is not None:  # a sweep between two runs has none: it stops before the next
+            self.job.stop()
 
     def __enter__(self) -> "_StopOnSignal":
         for sig in self.SIGNALS:
@@ -120,6 +121,31 @@ def _cmd_resume(args) -> int:
         return 0
     cfg = folder.read_config(args.set)
     return _run_job(TrainingJob(cfg, folder.path.parent, resume_dir=folder.path))
+
+
+def _cmd_sweep(args) -> int:
+    from core.paths import default_runs_dir
+    from core.sweep import SWEEP_JSON, Sweep, parse_grid
+
+    preset = _preset_path(args.preset)
+    runs_dir = Path(args.runs_dir or default_runs_dir())
+    sweep = Sweep.plan(preset, parse_grid(args.grid), runs_dir, sets=args.set, name=args.name, evaluate=args.evaluate)
+    stop = _StopOnSignal(None)
+    with stop:
+        def follow(job) -> None:
+            stop.job = job
+            if stop.received:  # a signal between two runs: this one does not start its steps
+                job.stop()
+
+        sweep.run(on_job=follow, stopped=lambda: bool(stop.received), log=lambda m: print(m, file=sys.stderr))
+    rows = sweep.table()
+    keys = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in ("best",)]
+    print("  ".join(keys) + "  best", file=sys.stderr)
+    for r in rows:
+        cells = [f"{r[k]:.4g}" if isinstance(r.get(k), float) else str(r.get(k, "")) for k in keys]
+        print("  ".join(cells) + ("  *" if r["best"] else ""), file=sys.stderr)
+    print(sweep.folder / SWEEP_JSON)
+    return stop.exit_code
 
 
 def _cmd_runs(args) -> int:
@@ -389,6 +415,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="override a setting, e.g. --set train.max_steps=20")
     r.set_defaults(func=_cmd_resume)
+
+    sw = sub.add_parser("sweep", help="train a grid of settings one run after another, with a results table")
+    sw.add_argument("preset", help="a YAML preset file (or the name of one in presets/)")
+    sw.add_argument("--grid", action="append", default=[], metavar="SECTION.FIELD=V1,V2,…",
+                    help="values to sweep, e.g. --grid lora.r=8,16,64 (repeatable: every combination)")
+    sw.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                    help="a setting every run shares (repeatable)")
+    sw.add_argument("--name", default=None, help="the sweep's name (default: from the preset and the grid's keys); "
+                                                  "the same name resumes a stopped sweep")
+    sw.add_argument("--evaluate", action="store_true",
+                    help="after each run, the task metric on the test split and forgetting (slower)")
+    sw.add_argument("--runs-dir", default=None, help="the runs folder; the sweep is written to RUNS/sweeps/NAME/")
+    sw.set_defaults(func=_cmd_sweep)
 
     rs = sub.add_parser("runs", help="list the runs and what each is doing (interrupted runs included)")
     rs.add_argument("--runs-dir", default=None, help="the runs folder (default: runs/)")

@@ -153,6 +153,16 @@ class RunFolder:
     def analysis(self) -> Path:
         return self.path / "analysis.json"
 
+    @property
+    def tensorboard(self) -> Path:
+        """TensorBoard's event files, when ``train.report_to`` is tensorboard."""
+        return self.path / "tensorboard"
+
+    @property
+    def mlruns(self) -> Path:
+        """MLflow's local store, when ``train.report_to`` is mlflow and no tracking URI is set."""
+        return self.path / "mlruns"
+
     # ------------------------------------------------------------------ what is there
 
     def is_run(self) -> bool:

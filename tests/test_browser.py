@@ -92,7 +92,7 @@ def test_dataset_train_stop_merge_compare(page, server, micro_model):
     page.wait_for_selector("#ds-info:has-text('341')")
     page.wait_for_selector("#ds-preview mark.ls-learned")
     page.wait_for_selector("#ds-hist .js-plotly-plot")
-    assert "mcq_generation" in page.locator("#ds-schema").inner_text()
+    assert "mcq_focus" in page.locator("#ds-schema").inner_text()  # the demo preset's template (the default)
     page.locator("#ds-next").click()
     page.wait_for_selector("#ds-page:has-text('Trang 2/35')")
     page.locator("#ds-prev").click()
@@ -154,7 +154,9 @@ def test_dataset_train_stop_merge_compare(page, server, micro_model):
         t1 = time.perf_counter()
         status = client.predict(api_name="/training_status")
         worst = max(worst, time.perf_counter() - t1)
-    assert status["status"] in ("training", "stopping", "finished") and status["live"] is True
+    # a run of this app is followed live while it trains; once it has ended it is read from its folder
+    assert status["status"] in ("training", "stopping", "finished")
+    assert status["live"] is (status["status"] != "finished")
     assert worst < 1.0, f"training_status took {worst:.2f} s"
     print(f"training_status worst of 5 calls: {worst * 1000:.0f} ms")
 

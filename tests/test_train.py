@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -13,8 +14,8 @@ import torch
 from conftest import micro_overrides, read_jsonl
 
 from core import config as C
-from core.errors import JobError
-from core.run import last_checkpoint
+from core.errors import ConfigError, JobError
+from core.run import RunFolder, last_checkpoint
 from core.train.job import TrainingJob
 
 DEMO = "presets/demo.yaml"
@@ -243,3 +244,42 @@ def test_a_run_whose_max_length_cuts_the_answers_says_so(micro_model, tmp_path):
     warnings = json.loads((run_dir / "run.json").read_text())["warnings"]
     [cut] = [w for w in warnings if "lose the end of their answer" in w]
     assert cut.startswith("data.max_length: ") and "than 600 tokens" in cut
+
+
+def test_tensorboard_gets_the_same_losses_as_metrics_jsonl_inside_the_run_folder(micro_model, tmp_path, monkeypatch):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    monkeypatch.delenv("TENSORBOARD_LOGGING_DIR", raising=False)
+    run_dir = TrainingJob(_micro_cfg(micro_model, **{"train.report_to": "tensorboard", "train.max_steps": 4}),
+                          tmp_path).run()
+    folder = RunFolder(run_dir)
+    events = EventAccumulator(str(folder.tensorboard))
+    events.Reload()
+    logged = {e.step: e.value for e in events.Scalars("train/loss")}
+    ours = {r["step"]: r["loss"] for r in folder.read_metrics() if r.get("loss") is not None}
+    assert sorted(logged) == sorted(ours) == [1, 2, 3, 4]
+    assert all(abs(logged[s] - ours[s]) < 1e-5 for s in ours)
+    assert "TENSORBOARD_LOGGING_DIR" not in os.environ  # the app's next run does not write into this folder
+
+
+def test_a_tracker_that_is_not_installed_names_its_pip_line_before_any_model_loads(micro_model, tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("mlflow") is not None:
+        pytest.skip("mlflow is installed here")
+    job = TrainingJob(_micro_cfg(micro_model, **{"train.report_to": "mlflow"}), tmp_path)
+    with pytest.raises(ConfigError, match=r"mlflow is not installed: run `pip install mlflow`") as e:
+        job.run()
+    assert e.value.field == "train.report_to" and list(tmp_path.iterdir()) == []
+
+
+def test_wandb_runs_offline_into_the_run_folder_unless_the_user_says_otherwise(tmp_path):
+    from core.train.trackers import tracker_env
+
+    env = tracker_env("wandb", tmp_path, environ={})
+    assert env["WANDB_MODE"] == "offline" and env["WANDB_DIR"] == str(tmp_path)
+    assert "WANDB_MODE" not in tracker_env("wandb", tmp_path, environ={"WANDB_API_KEY": "x"})
+    assert tracker_env("mlflow", tmp_path, environ={})["MLFLOW_TRACKING_URI"].startswith("file://")
+    assert tracker_env("mlflow", tmp_path, environ={"MLFLOW_TRACKING_URI": "http://h"}) == {}
+    assert tracker_env("none", tmp_path, environ={}) == {}

@@ -300,6 +300,16 @@ class TrainSection:
            "native bfloat16 (AVX512-BF16, AMX), most with the weights dtype set to bfloat16 too.",
         vi="auto: bf16 trên GPU hỗ trợ, fp16 trên GPU cũ, fp32 trên CPU. bf16 cũng tăng tốc CPU hỗ trợ bfloat16 "
            "(AVX512-BF16, AMX), nhất là khi kiểu số của trọng số cũng là bfloat16.")
+    report_to: Literal["none", "tensorboard", "trackio", "wandb", "mlflow"] = opt(
+        "none", label_en="Experiment tracker", label_vi="Công cụ theo dõi thí nghiệm",
+        en="Also log the run to a tracker, through the trainer's own integration. tensorboard writes RUN/tensorboard; "
+           "mlflow a local RUN/mlruns unless MLFLOW_TRACKING_URI is set; wandb runs offline into RUN/wandb unless "
+           "you set WANDB_API_KEY or WANDB_MODE. The package is optional: the check names the pip install line. "
+           "none: nothing leaves the run folder.",
+        vi="Ghi thêm lần huấn luyện vào một công cụ theo dõi, qua tích hợp có sẵn của trình huấn luyện. tensorboard "
+           "ghi vào RUN/tensorboard; mlflow ghi cục bộ vào RUN/mlruns nếu chưa đặt MLFLOW_TRACKING_URI; wandb chạy "
+           "ngoại tuyến vào RUN/wandb nếu chưa đặt WANDB_API_KEY hay WANDB_MODE. Gói cài thêm là tùy chọn: phần "
+           "kiểm tra nêu lệnh pip install. none: không gì rời khỏi thư mục lần chạy.")
 
 
 @dataclass

@@ -26,6 +26,7 @@ from core.errors import ConfigError, JobError, StudioError
 from core.paths import default_runs_dir
 from core.run import FINAL, MetricsStore, RunFolder, RunLock, Status, check_runs_dir, default_run_name, versions
 from core.train.resume import ResumePlan, plan_resume
+from core.train.trackers import check_tracker, tracker_env
 from core.train.trainer import Progress, make_callback, sft_config, trainer_class
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,7 @@ class TrainingJob:
         self.warnings: list[str] = []
         self.stage, self.stage_args = "", {}
         self.metrics = MetricsStore()
+        self._env_added: dict[str, str] = {}
         self.info: dict[str, Any] = {}
         self.progress = Progress()
         self._stop = threading.Event()
@@ -201,6 +203,8 @@ class TrainingJob:
                 log.error("training failed: %s\n%s", self.error_message, traceback.format_exc())
             self._write_run_json()
         finally:
+            for key in self._env_added:
+                os.environ.pop(key, None)
             if self._log_handler is not None:
                 logging.getLogger().removeHandler(self._log_handler)
                 self._log_handler.close()
@@ -220,6 +224,7 @@ class TrainingJob:
 
         cfg = self.cfg
         self.warnings = [str(i) for i in C.check(cfg)]
+        check_tracker(cfg.train.report_to)  # a missing package is one line, before any model loads
         plan = None
         if self.resume_dir is not None:
             # one writer per run folder, and every refusal before anything in it is written
@@ -286,6 +291,11 @@ class TrainingJob:
         if plan is None:
             self._write_run_json()
 
+        # a tracker writes into the run folder (TensorBoard, MLflow) or offline (W&B), unless the user set otherwise;
+        # the trainer's integrations read these while they run; they are taken away again when the job ends, so
+        # that the app's next run does not write into this folder
+        self._env_added = tracker_env(cfg.train.report_to, folder.path)
+        os.environ.update(self._env_added)
         trainer = trainer_class()(
             model=peft_model, args=sft_config(cfg, folder.checkpoints), processing_class=tok,
             train_dataset=D.to_hf_dataset(prepared.train),

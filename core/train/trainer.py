@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from core.config import RunConfig
 from core.models.load import effective_precision
+from core.train.trackers import report_to
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +220,8 @@ def sft_config(cfg: RunConfig, checkpoints: Path):
         gradient_checkpointing=t.gradient_checkpointing, logging_steps=t.logging_steps,
         eval_strategy="steps" if evaluate else "no", eval_steps=t.eval_steps if evaluate else None,
         save_strategy="steps", save_steps=t.save_steps, save_total_limit=t.save_total_limit,
-        bf16=prec == "bf16", fp16=prec == "fp16", use_cpu=not on_gpu, report_to="none", max_length=d.max_length,
+        bf16=prec == "bf16", fp16=prec == "fp16", use_cpu=not on_gpu, report_to=report_to(t.report_to),
+        max_length=d.max_length,
         packing=d.packing, dataset_num_proc=None, disable_tqdm=True, logging_first_step=True,
         dataloader_num_workers=0, remove_unused_columns=True,
         gradient_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
