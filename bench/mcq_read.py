@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from core import tasks
-from core.tasks.mcq import sample_paragraphs
+from core.tasks.mcq_sample import sample_paragraphs
 from core.tasks.mcq_reviews import REVIEWS, VERDICTS, load_reviews, review_key, reviewed_text
 
 __all__ = ["REVIEWS", "VERDICTS", "load_reviews", "review_key", "generate", "report", "write_unread"]

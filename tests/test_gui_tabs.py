@@ -147,7 +147,7 @@ def test_compare_batch_writes_a_csv(merged, micro_run, runs_dir):
 
 def test_sample_contexts_come_from_the_test_split():
     from core.data import read_table, resolve_source
-    from core.tasks.mcq import SAMPLE
+    from core.tasks.mcq_sample import SAMPLE
 
     frame = read_table(resolve_source(SAMPLE))
     test = set(frame[frame["split"] == "test"]["context"].str.strip())

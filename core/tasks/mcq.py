@@ -7,11 +7,10 @@ the decoding default and the metric. The format and its parser are ``mcq_format`
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from core.tasks.mcq_checks import summarize, validate_mcq
 from core.tasks.mcq_format import ANSWER_LINE, format_mcq, split_answer_line
 from core.tasks.mcq_reviews import read_figures
+from core.tasks.vi_text import content_syllables, fold, sentences, syllables
 from core.errors import DataError
 from core.tasks.base import Task
 from core.templates import Formatted, TemplateContext, generation_prompt, need, pair
@@ -95,8 +94,6 @@ def focus_prompt(context: str, focus: str) -> str:
 def focus_sentence(row: dict) -> str:
     """The sentence of the row's paragraph a question is about: the given ``focus``, else (a training row) the one
     holding most of the question's and the key's content syllables, else the paragraph's first sentence."""
-    from core.tasks.vi_text import content_syllables, fold, sentences, syllables
-
     given = str(row.get("focus") or "").strip()
     if given:
         return given
@@ -119,32 +116,6 @@ def format_focus(row: dict, ctx: TemplateContext) -> Formatted:
 
 def prompt_focus(row: dict, ctx: TemplateContext) -> str:
     return generation_prompt(focus_prompt(need(row, "context"), focus_sentence(row)), ctx)
-
-
-SAMPLE = "sample:vi_informatics_mcq"  # the bundled MCQs, split by paragraph (assets/samples/README.md)
-
-
-@lru_cache(maxsize=2)
-def sample_paragraphs(split: str = "test") -> tuple[dict, ...]:
-    """One entry per distinct paragraph of the bundled MCQ sample's ``split``, in file order:
-    ``{"context_id", "topic", "context", "answer"}``, where ``answer`` is the text of the key of the paragraph's
-    first question (the phrase a teacher would mark). The test paragraphs are never trained on: the Classroom
-    offers them and the read evaluation writes questions for them."""
-    from core.data import read_table, resolve_source  # core.data imports the task registry
-
-    frame = read_table(resolve_source(SAMPLE))
-    frame = frame[frame["split"].astype(str).str.lower() == split]
-    seen: set[str] = set()
-    out = []
-    for row in frame.to_dict(orient="records"):
-        key = str(row.get("context_id") or row["context"])
-        if key in seen:
-            continue
-        seen.add(key)
-        letter = str(row.get("correct_answer") or "").strip().lower()
-        out.append({"context_id": key, "topic": str(row.get("topic") or ""), "context": str(row["context"]).strip(),
-                    "answer": str(row.get(f"answer_{letter}") or "").strip()})
-    return tuple(out)
 
 
 def judge(texts: list[str], rows: list[dict]) -> dict:

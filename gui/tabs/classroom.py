@@ -26,7 +26,7 @@ from core.inference import quiz as Q
 from core.inference.modelset import ADAPTER, BASE, MODELS
 from core.locale import text as t
 from core.run import slug
-from core.tasks.mcq import sample_paragraphs
+from core.tasks.mcq_sample import sample_paragraphs
 from core.tasks.mcq_checks import REASON_CODES, validate_mcq
 from core.tasks.quiz_export import WRITERS
 from core.tasks.mcq_format import LETTERS
