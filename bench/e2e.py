@@ -212,20 +212,19 @@ def ui(reps: int = 3, calls: int = 60) -> dict:
             start_training_via_api(client)
             time.sleep(5)  # into the steps, past model loading
             busy = sample(calls, "training")
-            with ThreadPoolExecutor(CLIENTS) as pool:  # 8 pages or scripts polling at once
-                many = [x for xs in pool.map(lambda i: sample(calls, f"training, {CLIENTS} clients", poster(f"bench-{i}")),
-                                             range(CLIENTS)) for x in xs]
+            def together(label: str, calls_of: list) -> list[float]:
+                """One sample per call function, all at once (8 pages or scripts polling together)."""
+                with ThreadPoolExecutor(len(calls_of)) as pool:
+                    return [x for xs in pool.map(lambda call: sample(calls, label, call), calls_of) for x in xs]
+
+            many = together(f"training, {CLIENTS} clients", [poster(f"bench-{i}") for i in range(CLIENTS)])
             via_client = sample(calls, "training, gradio_client",
                                 lambda: client.predict(api_name="/training_status"))
-            with ThreadPoolExecutor(CLIENTS) as pool:  # each its own Client, as 8 scripts would be
-                many_clients = [x for xs in pool.map(
-                    lambda c: sample(calls, f"training, {CLIENTS} clients, gradio_client",
-                                     lambda: c.predict(api_name="/training_status")),
-                    [client] + [Client(url, verbose=False) for _ in range(CLIENTS - 1)]) for x in xs]
+            scripts = [client] + [Client(url, verbose=False) for _ in range(CLIENTS - 1)]  # each its own Client
+            many_clients = together(f"training, {CLIENTS} clients, gradio_client",
+                                    [lambda c=c: c.predict(api_name="/training_status") for c in scripts])
             plain_one = sample(calls, "training, plain route", get)
-            with ThreadPoolExecutor(CLIENTS) as pool:
-                plain_many = [x for xs in pool.map(lambda _: sample(calls, f"training, {CLIENTS} clients, plain route",
-                                                                    get), range(CLIENTS)) for x in xs]
+            plain_many = together(f"training, {CLIENTS} clients, plain route", [get] * CLIENTS)
         finally:
             app.terminate()
             try:

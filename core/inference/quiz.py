@@ -22,6 +22,7 @@ from core.data import clean_text, encode_prompt, iter_jsonl
 from core.inference.batch import run_prompt, run_template
 from core.errors import DataError
 from core.inference.generate import generation_config, logits_processors, model_device
+from core.inference.modelset import ADAPTER
 from core.tasks.mcq_checks import MCQCheck, validate_mcq
 from core.tasks.mcq_content import KEY_BETTER_MIN, KEY_MARGIN, ContentCheck, check_content
 from core.tasks.mcq_format import LETTERS, MCQ, format_mcq, parse_mcq, split_answer_line
@@ -231,7 +232,7 @@ class QuizWriter:
         decoding: the sampling settings (temperature, top-p, max new tokens, the repetition penalty).
     """
 
-    def __init__(self, models, *, which: str = "adapter", run_dir: str | Path | None = None,
+    def __init__(self, models, *, which: str = ADAPTER, run_dir: str | Path | None = None,
                  candidates: int = CANDIDATES, decoding: DecodingConfig | None = None, rekey: bool = True):
         self.run_dir = Path(run_dir or models.run_dir)
         self.template = question_template(self.run_dir)
