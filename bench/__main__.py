@@ -7,6 +7,7 @@ section can be re-run alone). Sections:
     load         embedded model load: safetensors cache vs GGUF
     memory       peak RSS of a training run vs the memory estimate
     e2e          time from Start to a merged and verified model (demo preset)
+    allocator    the demo preset's steps under glibc's malloc vs jemalloc: step time, kernel CPU time, losses
     ui           training_status latency through gradio_client, idle and while training
     demo         the classroom result: MCQ validity of base vs fine-tuned on the test split
     mcq-checks   the content checks on the bundled gold MCQs: false flags, moved keys caught (seconds)
@@ -30,9 +31,9 @@ from core.paths import REPO_ROOT
 
 DOCS = REPO_ROOT / "docs"
 RESULTS = DOCS / "bench_results.json"
-SECTIONS = ("system", "throughput", "load", "memory", "e2e", "ui", "demo", "mcq-checks", "mcq-read", "nf4", "merge-matrix")
+SECTIONS = ("system", "throughput", "load", "memory", "allocator", "e2e", "ui", "demo", "mcq-checks", "mcq-read", "nf4", "merge-matrix")
 # the long ones run only when asked for: the read evaluation needs a person to read, the matrix ~40 min
-DEFAULT = ("system", "throughput", "load", "memory", "e2e", "ui", "demo", "mcq-checks", "nf4")
+DEFAULT = ("system", "throughput", "load", "memory", "allocator", "e2e", "ui", "demo", "mcq-checks", "nf4")
 QUICK = ("system", "throughput")
 
 
@@ -108,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
             for name in ("load", "memory", "ui"):
                 if name in sections:
                     results[name] = getattr(e2e, name)(reps=args.reps)
+            if "allocator" in sections:
+                from bench import allocator
+
+                results["allocator"] = allocator.section(reps=args.reps)
             demo_run = args.demo_run[0] if args.demo_run else None
             if "e2e" in sections:
                 results["e2e"] = e2e.e2e(reps=args.reps, runs_dir=tmp / "e2e")

@@ -89,6 +89,7 @@ def markdown(r: dict) -> str:
                          f"{f['flops_per_token'] / 1e9:.3f} | {100 * f['engine']:.1f}% | {100 * f['trl']:.1f}% | {bf} |")
         lines.append("")
     for key, title in (("ui", "3. UI responsiveness"), ("e2e", "4. Time to result"), ("memory", "5. Memory"),
+                       ("allocator", "5b. The memory allocator: glibc vs jemalloc"),
                        ("load", "6. Model load time"),
                        ("demo", "Classroom demo: MCQ structure (correctness: the read evaluation below)"),
                        ("mcq_read", "Classroom: questions a teacher can use (read evaluation)"),

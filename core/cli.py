@@ -1,7 +1,7 @@
 """The command line: everything the GUI does, headless.
 
     python -m core train PRESET.yaml [--set section.field=value …] [--runs-dir DIR]
-    python -m core resume RUN_DIR
+    python -m core resume RUN_DIR [--more-steps N | --more-epochs E] [--schedule extend|restart]
     python -m core runs [--runs-dir DIR]
     python -m core presets
     python -m core inspect-data FILE_OR_SAMPLE [--set data.field=value …] [--model NAME]
@@ -113,13 +113,18 @@ def _cmd_resume(args) -> int:
     folder = RunFolder(Path(args.run_dir))
     if not folder.config.is_file():
         raise JobError(f"not a run folder (no {folder.config.name}): {folder.path}", field=str(folder.path))
+    cfg = folder.read_config(args.set)
+    if args.more_steps is not None or args.more_epochs is not None:
+        from core.train.resume import More
+
+        more = More(steps=args.more_steps or 0, epochs=args.more_epochs or 0.0, schedule=args.schedule)
+        return _run_job(TrainingJob(cfg, folder.path.parent, resume_dir=folder.path, more=more))
     info = folder.read_info()
     if info.get("status") == str(Status.FINISHED):
-        print(f"{folder.name} already finished at step {info.get('step', '?')}: nothing to resume, nothing changed",
-              file=sys.stderr)
+        print(f"{folder.name} already finished at step {info.get('step', '?')}: nothing to resume, nothing changed "
+              "(train it further with --more-steps N)", file=sys.stderr)
         print(folder.path)
         return 0
-    cfg = folder.read_config(args.set)
     return _run_job(TrainingJob(cfg, folder.path.parent, resume_dir=folder.path))
 
 
@@ -410,10 +415,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--runs-dir", default=None, help="parent folder of the run folder (default: runs/)")
     t.set_defaults(func=_cmd_train)
 
-    r = sub.add_parser("resume", help="continue a stopped run from its last checkpoint")
+    r = sub.add_parser("resume", help="continue a stopped run from its last checkpoint, or train a finished one more")
     r.add_argument("run_dir")
     r.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="override a setting, e.g. --set train.max_steps=20")
+    more = r.add_mutually_exclusive_group()
+    more.add_argument("--more-steps", type=int, default=None, metavar="N",
+                      help="train a finished run N more steps from its last checkpoint")
+    more.add_argument("--more-epochs", type=float, default=None, metavar="E",
+                      help="train a finished run E more epochs of its data from its last checkpoint")
+    r.add_argument("--schedule", choices=("extend", "restart"), default="extend",
+                   help="with --more-*: stretch the learning-rate schedule over the new total (extend, default) or "
+                        "run it afresh over the new steps, warm-up included (restart)")
     r.set_defaults(func=_cmd_resume)
 
     sw = sub.add_parser("sweep", help="train a grid of settings one run after another, with a results table")

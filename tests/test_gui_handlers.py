@@ -361,6 +361,24 @@ def test_start_status_refusal_and_stop_on_a_micro_run(micro_model, tmp_path):
     assert overlay.data and overlay.data[0].name == "gui-test"
 
 
+def test_continue_trains_the_selected_finished_run_more_and_refuses_what_is_not_a_run(micro_model, tmp_path):
+    from core.train.job import TrainingJob
+
+    cfg = C.load_yaml(REPO / "presets" / "demo.yaml", micro_overrides(micro_model, **{"train.max_steps": 2,
+                                                                                      "train.save_steps": 1}))
+    run = TrainingJob(cfg, tmp_path).run()
+    assert "Choose a run" in tab_training.continue_training(None, 2, "extend", "en", tmp_path)
+    refused = tab_training.continue_training(str(tmp_path / "nope"), 2, "extend", "en", tmp_path)
+    assert "ls-error" in refused and "not a run folder" in refused
+    assert tab_training.continue_training(str(run), 2, "restart", "en", tmp_path) == ""
+    job = tab_training.current_job()
+    assert job is not None and job.wait(120) and job.state == "finished", job.error_message
+    info = json.loads((run / "run.json").read_text())
+    assert info["step"] == 4 and info["continued"][-1]["schedule"] == "restart"
+    status = tab_training.training_status(tmp_path)
+    assert status["run_dir"] == str(run) and status["step"] == 4
+
+
 def test_start_with_a_bad_config_names_the_field(tmp_path):
     cfg = C.RunConfig()
     cfg.train.max_steps = 0

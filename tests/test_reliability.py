@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import signal
 import subprocess
@@ -191,6 +192,102 @@ def test_a_checkpoint_missing_its_weights_is_skipped_for_the_one_before(finished
     job.run()
     assert job.notes == [f"skipped incomplete checkpoint {newest.name}"]
     assert job.state == "finished" and job.progress.start_step == 2  # continued from checkpoint-2
+
+
+# --------------------------------------------------------------------------- train more
+
+def _lrs(run: Path) -> dict[int, float]:
+    return {r["step"]: r["learning_rate"] for r in RunFolder(run).read_metrics() if r.get("learning_rate") is not None}
+
+
+def _scheduled_lrs(cfg: C.RunConfig, total: int) -> list[float]:
+    """transformers' own schedule for ``total`` steps: the learning rate of steps 1..total (what the log shows)."""
+    import torch
+    from transformers.optimization import get_scheduler
+
+    t = cfg.train
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=t.learning_rate)
+    warmup = t.warmup_steps or math.ceil(total * t.warmup_ratio)
+    sched = get_scheduler(t.lr_scheduler_type, optimizer=opt, num_warmup_steps=warmup, num_training_steps=total)
+    out = []
+    for _ in range(total):
+        out.append(sched.get_last_lr()[0])
+        opt.step()
+        sched.step()
+    return out
+
+
+def test_train_more_continues_a_finished_run_from_its_last_step(finished_run, tmp_path, run_cli):
+    run = _copy(finished_run, tmp_path / "run")
+    before = RunFolder(run).read_metrics()
+    adapter_before = (run / "adapter" / "adapter_model.safetensors").read_bytes()
+    res = run_cli("resume", str(run), "--more-steps", "3")
+    assert res.returncode == 0, res.stderr[-2000:]
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "finished" and info["step"] == 6 and info["adapter_step"] == 6
+    assert info["continued"] == [{"from_step": 3, "to_step": 6, "schedule": "extend", "finished": True}]
+    after = RunFolder(run).read_metrics()
+    assert [r for r in after if r["step"] <= 3] == before, "the first part's curve is kept as it was"
+    steps = [r["step"] for r in after if r.get("loss") is not None]
+    assert steps == sorted(steps) and steps[-1] == 6 and {4, 5, 6} <= set(steps), steps
+    assert (run / "adapter" / "adapter_model.safetensors").read_bytes() != adapter_before
+    assert C.load_yaml(run / "config.yaml").train.max_steps == 6
+    # extend: the schedule of a 6-step run, continued at step 4
+    cfg = C.load_yaml(run / "config.yaml")
+    want = _scheduled_lrs(cfg, 6)
+    assert [_lrs(run)[k] for k in (4, 5, 6)] == pytest.approx(want[3:], rel=1e-6)
+
+
+def test_train_more_with_a_restarted_schedule_repeats_the_first_schedule(finished_run, tmp_path, run_cli):
+    run = _copy(finished_run, tmp_path / "run")
+    first = _lrs(run)
+    res = run_cli("resume", str(run), "--more-steps", "3", "--schedule", "restart")
+    assert res.returncode == 0, res.stderr[-2000:]
+    lrs = _lrs(run)
+    assert [lrs[k] for k in (4, 5, 6)] == pytest.approx([first[k] for k in (1, 2, 3)], rel=1e-6)
+
+
+def test_a_stopped_train_more_keeps_the_finished_adapter_until_the_new_part_finishes(finished_run, tmp_path):
+    from core.train.job import TrainingJob
+    from core.train.resume import More
+
+    run = _copy(finished_run, tmp_path / "run")
+    adapter = (run / "adapter" / "adapter_model.safetensors").read_bytes()
+    job = TrainingJob(C.load_yaml(run / "config.yaml"), tmp_path, resume_dir=run, more=More(steps=3))
+    job.stop()  # asked before it starts: it stops after its first new step
+    job.run()
+    info = json.loads((run / "run.json").read_text())
+    assert job.state == "stopped" and info["step"] == 4 and info["adapter_step"] == 3
+    assert info["continued"][-1]["finished"] is False
+    assert (run / "adapter" / "adapter_model.safetensors").read_bytes() == adapter
+    assert any("adapter of step 3 is kept" in n for n in job.notes)
+    TrainingJob(C.load_yaml(run / "config.yaml"), tmp_path, resume_dir=run).run()  # a plain resume finishes it
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "finished" and info["step"] == 6 and info["adapter_step"] == 6
+    assert info["continued"][-1]["finished"] is True
+    assert (run / "adapter" / "adapter_model.safetensors").read_bytes() != adapter
+
+
+@pytest.mark.parametrize("case", ["no checkpoint", "not finished", "zero steps"])
+def test_train_more_refusals_are_one_line_and_change_nothing(finished_run, tmp_path, run_cli, case):
+    import shutil
+
+    run = _copy(finished_run, tmp_path / "run")
+    args, want = ["--more-steps", "3"], "cannot train run further: it finished at step 3 but it has no complete"
+    if case == "no checkpoint":
+        shutil.rmtree(RunFolder(run).checkpoints)
+    elif case == "not finished":
+        info = json.loads((run / "run.json").read_text())
+        (run / "run.json").write_text(json.dumps(dict(info, status="stopped")))
+        want = "run has not finished (status stopped): resume it instead"
+    else:
+        args, want = ["--more-steps", "0"], "train more: give a positive number of steps or of epochs"
+    before = _digest(run)
+    res = run_cli("resume", str(run), *args)
+    assert res.returncode == 2, res.stderr[-2000:]
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: " + want), last
+    assert _digest(run) == before
 
 
 # --------------------------------------------------------------------------- early, one-line errors

@@ -9,7 +9,10 @@ English text of that code, for logs and the CLI; the GUI translates the code its
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import math
+import gc
 import logging
 import os
 import threading
@@ -19,13 +22,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core import allocator
 from core import config as C
 from core import locale
 from core.config import RunConfig
 from core.errors import ConfigError, JobError, StudioError
 from core.paths import default_runs_dir
 from core.run import FINAL, MetricsStore, RunFolder, RunLock, Status, check_runs_dir, default_run_name, versions
-from core.train.resume import ResumePlan, plan_resume
+from core.train.resume import More, ResumePlan, plan_more, plan_resume
 from core.train.trackers import check_tracker, tracker_env
 from core.train.trainer import Progress, make_callback, sft_config, trainer_class
 
@@ -97,12 +101,16 @@ class TrainingJob:
         cfg: the run config (validated again at start).
         runs_dir: parent of the run folder (default ``runs/``).
         resume_dir: an existing run folder to continue from its last checkpoint.
+        more: with ``resume_dir`` a finished run, trained for more steps or epochs from its last step.
         frame: an already loaded dataset (the GUI passes what it previewed).
     """
 
     def __init__(self, cfg: RunConfig, runs_dir: str | Path | None = None, *, resume_dir: str | Path | None = None,
-                 frame=None):
+                 more: More | None = None, frame=None):
+        if more is not None and resume_dir is None:
+            raise JobError("train more needs the run folder to continue", field="resume")
         self.cfg = cfg
+        self.more = more
         self.runs_dir = Path(runs_dir or default_runs_dir())
         self.resume_dir = Path(resume_dir) if resume_dir else None
         self.frame = frame
@@ -212,6 +220,8 @@ class TrainingJob:
                 self._lock.release()
                 self._lock = None
             _release(self)
+            gc.collect()  # the model and the trainer of _run are unreachable now: hand their pages back
+            allocator.release()
 
     def _run(self) -> None:
         import torch
@@ -232,7 +242,7 @@ class TrainingJob:
             if not self.folder.path.is_dir():
                 raise JobError(f"cannot resume {self.resume_dir}: no such folder", field="resume")
             self._lock = RunLock(self.folder).acquire()
-            plan = plan_resume(self.folder, cfg)
+            plan = plan_more(self.folder, cfg) if self.more else plan_resume(self.folder, cfg)
             self.notes += [f"skipped incomplete checkpoint {name}" for name in plan.skipped]
         else:
             check_runs_dir(self.runs_dir)
@@ -271,8 +281,15 @@ class TrainingJob:
             "n_test": len(prepared.test_index), "token_stats": prepared.stats.to_dict(),
             # the rows of each split, so that a merge or an evaluation finds them without preparing the data again
             "validation_index": [e.index for e in prepared.validation],
-            "device": device_info().name, "versions": versions(),
+            "device": device_info().name, "versions": versions(), "allocator": allocator.active(),
         })
+        if self.more is not None:
+            per_epoch = math.ceil(len(prepared.train) / cfg.train.per_device_train_batch_size
+                                  / cfg.train.gradient_accumulation_steps)
+            total = self.more.total_steps(plan.step, per_epoch)
+            cfg = self.cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_steps=total))
+            self.info["continued"] = [*self.info.get("continued", []), {
+                "from_step": plan.step, "to_step": total, "schedule": self.more.schedule, "finished": False}]
         if plan is None:
             folder.write_config(cfg)
         log.info("run folder %s; %d train / %d validation rows; warnings: %s", folder.path, len(prepared.train),
@@ -308,6 +325,7 @@ class TrainingJob:
         trainer.remove_callback(PrinterCallback)
         trainer.embedding_learning_rate = cfg.train.embedding_learning_rate
         trainer.skip_prompt_logits = cfg.train.skip_prompt_logits and cfg.data.completion_only_loss
+        trainer.schedule_offset = schedule_offset(self.info.get("continued", []))
 
         self.state = Status.STOPPING if self._stop.is_set() else Status.TRAINING
         if plan is not None:
@@ -323,8 +341,17 @@ class TrainingJob:
             trainer.evaluate()  # logs eval_loss through the callback
         self.info["train_seconds"] = round(time.monotonic() - t0 + self.info.get("train_seconds", 0.0), 2)
 
-        self._set_stage("saving")
-        self._save_adapter(peft_model, tok)
+        continued = self.info.get("continued") or [{}]
+        if stopped and continued[-1].get("finished") is False:
+            # trained more, stopped before the new part finished: the finished adapter stays (resume to finish)
+            self.notes.append(f"stopped while training more: the adapter of step {self.info.get('adapter_step')} "
+                              "is kept; resume to finish")
+        else:
+            self._set_stage("saving")
+            self._save_adapter(peft_model, tok)
+            self.info["adapter_step"] = self.progress.step
+            if not stopped and continued[-1].get("finished") is False:
+                continued[-1]["finished"] = True
         self.state = Status.STOPPED if stopped else Status.FINISHED
         if stopped:
             self._set_stage("stopped", step=self.progress.step)
@@ -388,6 +415,15 @@ class TrainingJob:
                     pid=os.getpid(), heartbeat=dt.datetime.now().isoformat(timespec="seconds"))
         info.setdefault("created", info["updated"])
         self.folder.write_info(info)
+
+
+def schedule_offset(continued: list[dict]) -> int:
+    """The step the learning-rate schedule starts at: that of the last restarted continuation ("train more"), else 0.
+
+    An ``extend`` continuation stretches the schedule it continues, restarted or not.
+    """
+    restarts = [c["from_step"] for c in continued if c.get("schedule") == "restart"]
+    return restarts[-1] if restarts else 0
 
 
 def restore_saved_module_dtype(peft_model) -> None:

@@ -131,12 +131,44 @@ def trainer_class():
     class StudioTrainer(SFTTrainer):
         embedding_learning_rate: float = 0.0
         skip_prompt_logits: bool = False
+        schedule_offset: int = 0  # "train more" with a restarted schedule: the step its new schedule starts at
+
+        def create_scheduler(self, num_training_steps, optimizer=None):
+            offset = self.schedule_offset
+            if not offset or self.lr_scheduler is not None:
+                return super().create_scheduler(num_training_steps, optimizer)
+            from torch.optim.lr_scheduler import LambdaLR
+            from transformers.optimization import get_scheduler
+
+            # the configured schedule (warm-up, decay) over the steps after ``offset``, held at its start before
+            optimizer = self.optimizer if optimizer is None else optimizer
+            n = max(1, num_training_steps - offset)
+            inner = get_scheduler(self.args.lr_scheduler_type, optimizer=optimizer,
+                                  num_warmup_steps=self.args.get_warmup_steps(n), num_training_steps=n,
+                                  scheduler_specific_kwargs=self.args.lr_scheduler_kwargs)
+            self.lr_scheduler = (LambdaLR(optimizer, [lambda s, f=f: f(max(0, s - offset)) for f in inner.lr_lambdas])
+                                 if hasattr(inner, "lr_lambdas") else inner)
+            self._created_lr_scheduler = True
+            return self.lr_scheduler
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if not (self.skip_prompt_logits and "labels" in inputs and self.compute_loss_func is None
                     and self.label_smoother is None and self.args.loss_type == "nll" and not return_outputs):
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             return sparse_logits_loss(self, model, inputs, num_items_in_batch)
+
+        def _load_optimizer_and_scheduler(self, checkpoint):
+            super()._load_optimizer_and_scheduler(checkpoint)
+            sched = self.lr_scheduler
+            if checkpoint is None or not hasattr(sched, "lr_lambdas"):
+                return
+            # the optimizer comes back with the learning rate the checkpoint's schedule had reached (0 at the end
+            # of a linear decay); the schedule of this run (more steps, or restarted) decides the next step's
+            step = sched.last_epoch
+            lrs = [base * fn(step) for base, fn in zip(sched.base_lrs, sched.lr_lambdas)]
+            for group, lr in zip(self.optimizer.param_groups, lrs):
+                group["lr"] = lr
+            sched._last_lr = lrs
 
         def create_optimizer(self, *args, **kwargs):
             optimizer = super().create_optimizer(*args, **kwargs)

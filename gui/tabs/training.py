@@ -20,8 +20,11 @@ import gradio as gr
 from core import config as C
 from core import locale
 from core.locale import text as t
-from core.run import FINAL, RunFolder, list_runs, read_metrics
+from core.errors import JobError
+from core.paths import safe_join
+from core.run import FINAL, RunFolder, Status, list_runs, read_metrics
 from core.train.job import JobStatus, TrainingJob, active_job
+from core.train.resume import SCHEDULES, More
 from gui.edge import error_html, note_html
 from gui.render.figures import curves_figure, runs_overlay_figure
 from gui.state import AppContext, effective_config, json_safe
@@ -36,11 +39,12 @@ _lock = threading.Lock()
 _started: TrainingJob | None = None  # the last job this app started (it stays readable after it ends)
 
 
-def start_job(cfg: C.RunConfig, runs_dir: Path) -> TrainingJob:
-    """Start a run in the background; JobError while another one holds the slot."""
+def start_job(cfg: C.RunConfig, runs_dir: Path, **kwargs) -> TrainingJob:
+    """Start a run in the background (``kwargs``: TrainingJob's resume_dir, more); JobError while another one
+    holds the slot."""
     global _started
     with _lock:
-        job = TrainingJob(cfg, runs_dir).start()
+        job = TrainingJob(cfg, runs_dir, **kwargs).start()
         _started = job
     return job
 
@@ -178,6 +182,23 @@ def start_training(config: dict, dataset: dict, run_name: str, lang: str, runs_d
     return ""  # the progress panel shows the run from now on; this box is for problems
 
 
+def continue_training(run_dir: str | None, more_steps: float | None, schedule: str, lang: str, runs_dir: Path) -> str:
+    """The selected run again: a stopped or interrupted one resumes, a finished one trains ``more_steps`` more."""
+    if not run_dir:
+        return note_html(t("training.more.none", lang), "info")
+    try:
+        folder = RunFolder(safe_join(runs_dir, Path(run_dir).name))
+        if not folder.is_run():
+            raise JobError(f"not a run folder of {runs_dir}: {Path(run_dir).name}", field="resume")
+        more = None
+        if folder.read_info().get("status") == str(Status.FINISHED):
+            more = More(steps=int(more_steps or 0), schedule=schedule)
+        start_job(folder.read_config(), runs_dir, resume_dir=folder.path, more=more)
+    except Exception as e:  # noqa: BLE001 - the GUI edge: no checkpoint, a job already running…
+        return error_html(e, lang)
+    return ""
+
+
 def stop_training(lang: str) -> str:
     job = active_job()
     if job is None or job.state in FINAL:
@@ -250,6 +271,13 @@ def build(ctx: AppContext) -> TrainingTab:
                                elem_id="tr-runs")
             refresh = gr.Button(t("training.past.refresh", lang), size="sm", scale=0, min_width=120)
         overlay = gr.Plot(show_label=False, elem_id="tr-overlay")
+        gr.Markdown(t("training.more.info", lang))
+        with gr.Row(equal_height=True):
+            more_steps = gr.Number(50, precision=0, minimum=1, label=t("training.more.steps", lang), scale=1,
+                                   elem_id="tr-more-steps")
+            schedule = gr.Radio([(t(f"training.more.{s}", lang), s) for s in SCHEDULES], value=SCHEDULES[0],
+                                label=t("training.more.schedule", lang), scale=3, elem_id="tr-more-schedule")
+            more = gr.Button(t("training.more.button", lang), scale=1, elem_id="tr-more")
     timer = gr.Timer(POLL_S)
     last = gr.State("")
     seen_run = gr.State(None)
@@ -267,6 +295,8 @@ def build(ctx: AppContext) -> TrainingTab:
     start.click(_start, [ctx.config, ctx.dataset, run_name], message, api_name="start_training"
                 ).then(_poll, [last, seen_run], poll_outputs, api_name=False)
     stop.click(lambda: stop_training(lang), None, message, api_name="stop_training")
+    more.click(lambda run, n, sch: continue_training(run, n, sch, lang, runs_dir), [ctx.selected_run, more_steps, schedule],
+               message, api_name="continue_training").then(_poll, [last, seen_run], poll_outputs, api_name=False)
     timer.tick(_poll, [last, seen_run], poll_outputs, api_name=False, concurrency_limit=None,
                show_progress="hidden")
     refresh.click(lambda: gr.update(choices=run_choices(runs_dir)), None, runs, api_name=False)
