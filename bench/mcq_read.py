@@ -81,9 +81,21 @@ def generate(run_dir: str | Path, cases: tuple[Case, ...] = CASES, limit: int | 
     return out
 
 
-def _label(row: dict) -> str:
-    """A case's name in the report: the base model is one case; a tuned model's cases carry their run's task."""
-    return row["case"] if row["case"] == "base" or not row.get("task") else f"{row['task']} · {row['case']}"
+def _labeller(generated: list[dict]):
+    """A case's name in the report: the base model is one case; a tuned model's cases carry their run's task, and
+    the run's folder name too when two runs share a task."""
+    runs_of: dict[str, set] = {}
+    for g in generated:
+        if g["case"] != "base":
+            runs_of.setdefault(g.get("task"), set()).add(g.get("run"))
+
+    def label(row: dict) -> str:
+        if row["case"] == "base" or not row.get("task"):
+            return row["case"]
+        task = row["task"] if len(runs_of.get(row["task"], ())) < 2 else f"{row['task']} [{row.get('run')}]"
+        return f"{task} · {row['case']}"
+
+    return label
 
 
 def report(generated: list[dict], reviews: dict[str, dict] | None = None) -> dict[str, Any]:
@@ -91,9 +103,10 @@ def report(generated: list[dict], reviews: dict[str, dict] | None = None) -> dic
     from core.tasks.mcq_checks import validate_mcq
 
     reviews = load_reviews() if reviews is None else reviews
+    label = _labeller(generated)
     out: dict[str, Any] = {}
-    for name in dict.fromkeys(_label(g) for g in generated):
-        rows = [g for g in generated if _label(g) == name]
+    for name in dict.fromkeys(label(g) for g in generated):
+        rows = [g for g in generated if label(g) == name]
         read = [reviews[g["key"]] for g in rows if g["key"] in reviews]
         counts = {v: sum(r["verdict"] == v for r in read) for v in VERDICTS}
         secs = sorted(g["seconds"] for g in rows)
@@ -152,6 +165,10 @@ def section(run_dirs: list[str | Path], generated: list[dict] | None = None, lim
         from core.inference.batch import run_template
 
         for n, run in enumerate(run_dirs):
+            stored = (kept or {}).get(Path(run).name, [])
+            if stored and not Path(run).is_dir():  # an earlier run whose folder is gone: its stored rows as they are
+                generated += [g for g in stored if n == 0 or g["case"] != "base"]
+                continue
             cases = CASES if n == 0 else CASES[1:]
             if tasks.get(run_template(Path(run))).takes_answer:
                 cases += (TEACHER,)

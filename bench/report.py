@@ -79,14 +79,16 @@ def markdown(r: dict) -> str:
                   "d hidden size, T mean row length, V vocabulary, f the fraction of tokens whose next token is "
                   "learned: the output layer is useful work only there) — 6·N overstates LoRA work, whose frozen "
                   "weights need no weight gradient; both sides are credited the same FLOPs per token. Peak: the fp32 (bf16) matmul "
-                  "peak measured above. Micro-model figures come from `python -m bench --only throughput`, which "
+                  "peak measured in the same run as the throughput, just before it (the column shows it). Micro-model figures come from `python -m bench --only throughput`, which "
                   "also runs the micro random Llama the tests use.", "",
-                  "| model | GFLOP/token | engine | bare trl | engine bf16 (of bf16 peak) |", "|---|---|---|---|---|"]
+                  "| model | GFLOP/token | engine | bare trl | engine bf16 (of bf16 peak) | peaks fp32 / bf16 GFLOP/s |",
+                  "|---|---|---|---|---|---|"]
         for key, tp in rows:
             f = tp["mfu"]
             bf = f"{100 * f['engine_bf16']:.1f}%" if "engine_bf16" in f else "—"
             lines.append(f"| `{tp['model'] if key == 'throughput' else 'micro Llama (hidden 64, 2 layers)'}` | "
-                         f"{f['flops_per_token'] / 1e9:.3f} | {100 * f['engine']:.1f}% | {100 * f['trl']:.1f}% | {bf} |")
+                         f"{f['flops_per_token'] / 1e9:.3f} | {100 * f['engine']:.1f}% | {100 * f['trl']:.1f}% | {bf} | "
+                         f"{f['peak_gflops']} / {f.get('peak_bf16_gflops', '—')} |")
         lines.append("")
     for key, title in (("ui", "3. UI responsiveness"), ("e2e", "4. Time to result"), ("memory", "5. Memory"),
                        ("allocator", "5b. The memory allocator: glibc vs jemalloc"),

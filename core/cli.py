@@ -227,6 +227,10 @@ def _cmd_estimate(args) -> int:
     print(f"data: {100 * profile.learned_fraction:.0f}% of the tokens are learned; a large batch of "
           f"{est.batch_size} rows (95th percentile) is {est.length} tokens long (max_length {cfg.data.max_length}) "
           f"and computes logits at {est.logit_positions} positions per row")
+    b = cfg.train.per_device_train_batch_size
+    print(f"padding: {100 * profile.padding_fraction(b):.0f}% of the batch tokens at random, "
+          f"{100 * profile.padding_fraction(b, grouped=True):.0f}% with train.train_sampling_strategy="
+          f"group_by_length (this run: {cfg.train.train_sampling_strategy})")
     print(f"trainable parameters: {p.trainable:,} of {p.total:,} ({p.trainable_percent:.2f}%)")
     for k, v in est.breakdown().items():
         print(f"{k:<12} {human_bytes(v)}")

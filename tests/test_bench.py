@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -31,6 +32,10 @@ def test_a_quick_run_leaves_docs_untouched():
                          env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     assert {p: p.read_bytes() for p in docs} == docs and "wrote" not in res.stdout
+    saved = re.search(r"^figures saved to (\S+); docs/ unchanged$", res.stdout, re.MULTILINE)
+    assert saved, res.stdout[-1000:]
+    text = Path(saved.group(1)).read_text(encoding="utf-8")
+    assert json.loads(text)["system"]["matmul"]["gflops_best"] > 0 and str(REPO) not in text
 
 
 def test_the_reference_nf4_quantizer_and_bitsandbytes_agree_and_the_cpu_shortcut_is_what_scrambles():

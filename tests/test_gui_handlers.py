@@ -188,6 +188,10 @@ def test_memory_estimate_html_has_verdict_breakdown_and_translated_advice(micro_
     out = tab_params.estimate(C.to_dict(cfg), None, "vi")
     assert 'id="hp-verdict"' in out and "Tham số được huấn luyện" in out and "Tổng" in out
     assert 'id="hp-basis"' in out and "phân vị 95" in out  # the bundled sample is local: its own lengths count
+    assert re.search(r'id="hp-padding">Token đệm: \d+% .* sẽ còn \d+%', out), out
+    cfg.train.train_sampling_strategy = "group_by_length"
+    on = tab_params.estimate(C.to_dict(cfg), None, "en")
+    assert re.search(r'id="hp-padding">Padding: \d+% .* batched together \(\d+% at random\)', on), on
     from core.models.memory import estimate_memory
     est = estimate_memory(cfg)
     est.advice = ["lower_rank", "load_in_4bit"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -183,6 +184,37 @@ def test_cli_estimate_prints_what_the_estimate_assumes(micro_model, capsys):
     lines = dict(line.split(None, 1) for line in out.splitlines() if line.split()[0] in
                  ("activations", "logits", "total"))
     assert set(lines) == {"activations", "logits", "total"} and lines["total"].endswith("iB")
+    assert re.search(r"^padding: \d+% of the batch tokens at random, \d+% with train.train_sampling_strategy=group_by_length \(this run: \w+\)$", out,
+                     re.M), out
+
+
+def _profile(lengths: list[int]) -> memory.DataProfile:
+    return memory.DataProfile(tuple((n, frozenset()) for n in lengths), 0.5, max(lengths))
+
+
+def test_padding_fraction_counts_what_a_batch_pads_and_grouping_by_length_lowers_it():
+    assert _profile([3, 1]).padding_fraction(2) == pytest.approx(1 / 3)  # one batch: 2 x 3 slots, 4 tokens
+    assert _profile([7] * 12).padding_fraction(4) == 0 == _profile([7] * 12).padding_fraction(4, grouped=True)
+    mixed = _profile([20, 200, 60, 150, 35, 90] * 40)
+    random_, grouped = mixed.padding_fraction(4), mixed.padding_fraction(4, grouped=True)
+    assert 0.2 < random_ < 0.7 and grouped < random_ / 3, (random_, grouped)
+
+
+def test_group_by_length_reaches_the_trainer_as_transformers_length_grouped_sampler(micro_model, tmp_path):
+    from conftest import micro_overrides
+
+    from core.train.job import TrainingJob
+    from core.train.trainer import sft_config
+
+    cfg = C.load_yaml("presets/demo.yaml", micro_overrides(micro_model, **{"train.train_sampling_strategy": "group_by_length",
+                                                                           "train.max_steps": 2}))
+    assert sft_config(cfg, tmp_path).train_sampling_strategy == "group_by_length"
+    C.set_value(cfg, "train.train_sampling_strategy", "random")
+    assert sft_config(cfg, tmp_path).train_sampling_strategy == "random"
+    C.set_value(cfg, "train.train_sampling_strategy", "group_by_length")
+    job = TrainingJob(cfg, tmp_path)
+    job.run()
+    assert job.state == "finished" and job.progress.step == 2
 
 
 def test_the_8bit_options_reach_bitsandbytes_and_skipped_modules_stay_full_precision(micro_model):

@@ -83,6 +83,22 @@ class DataProfile:
     seq_len: int  # the 95th percentile row length, capped at max_length
     stats: Any = field(default=None, compare=False, hash=False)  # core.data.TokenStats of all the rows
 
+    def padding_fraction(self, batch_size: int, *, grouped: bool = False, seed: int = 0) -> float:
+        """The share of a batch's tokens that are padding over one epoch of the profiled rows, drawn at random or
+        grouped by length as ``train.train_sampling_strategy=group_by_length`` does (transformers' own grouping, on these rows)."""
+        import torch
+        from transformers.trainer_pt_utils import get_length_grouped_indices
+
+        lengths = [n for n, _ in self.rows]
+        if not lengths:
+            return 0.0
+        gen = torch.Generator().manual_seed(seed)
+        order = (get_length_grouped_indices(lengths, batch_size, generator=gen) if grouped
+                 else torch.randperm(len(lengths), generator=gen).tolist())
+        padded = sum(max(lengths[i] for i in order[k:k + batch_size]) * len(order[k:k + batch_size])
+                     for k in range(0, len(order), batch_size))
+        return 1 - sum(lengths) / padded
+
     def batch_shape(self, batch_size: int, *, samples: int = 400, seed: int = 0) -> BatchShape:
         """The 95th percentile over random batches of ``batch_size`` rows, as the trainer draws them.
 

@@ -256,5 +256,6 @@ def sft_config(cfg: RunConfig, checkpoints: Path):
         max_length=d.max_length,
         packing=d.packing, dataset_num_proc=None, disable_tqdm=True, logging_first_step=True,
         dataloader_num_workers=0, remove_unused_columns=True,
+        train_sampling_strategy=t.train_sampling_strategy,
         gradient_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
     )

@@ -39,7 +39,8 @@ MEMORY_KEYS = ("model.name_or_path", "model.load_in_4bit", "model.load_in_8bit",
                "model.trust_remote_code", "lora.r", "lora.target_modules", "lora.modules_to_save", "lora.use_dora",
                "lora.layers_to_transform", "lora.lora_dropout", "model.bnb_4bit_compute_dtype",
                "data.max_length", "data.packing", "data.completion_only_loss", "train.per_device_train_batch_size",
-               "train.gradient_checkpointing", "train.optim", "train.precision", "train.skip_prompt_logits")
+               "train.gradient_checkpointing", "train.optim", "train.precision", "train.skip_prompt_logits",
+               "train.train_sampling_strategy")
 
 
 
@@ -235,6 +236,12 @@ def estimate(config: dict, dataset: dict | None, lang: str) -> str:
         # the data's own lengths make the estimate tighter; without them it is an upper bound
         profile = local_profile(cfg)
         out = memory_html(estimate_memory(cfg, profile=profile), lang)
+        if profile is not None:  # the batches' padding, drawn at random and grouped by length
+            b = cfg.train.per_device_train_batch_size
+            key = "params.padding.on" if cfg.train.train_sampling_strategy == "group_by_length" else "params.padding.off"
+            padding = t(key, lang, random=100 * profile.padding_fraction(b),
+                        grouped=100 * profile.padding_fraction(b, grouped=True))
+            out += f'<p class="ls-basis" id="hp-padding">{html.escape(padding)}</p>'
         stats = profile.stats if profile else None
         if stats is not None and stats.n_answer_cut:  # what the lengths also tell: answers that max_length cuts
             out += note_html(t("params.answer_cut", lang, cut=stats.n_answer_cut, n=stats.n, m=stats.max_length,
