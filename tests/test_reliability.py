@@ -260,7 +260,7 @@ def test_a_stopped_train_more_keeps_the_finished_adapter_until_the_new_part_fini
     assert job.state == "stopped" and info["step"] == 4 and info["adapter_step"] == 3
     assert info["continued"][-1]["finished"] is False
     assert (run / "adapter" / "adapter_model.safetensors").read_bytes() == adapter
-    assert any("adapter of step 3 is kept" in n for n in job.notes)
+    assert job.message == "stopped at step 4 while training more; the adapter of step 3 is kept (resume to finish)"
     TrainingJob(C.load_yaml(run / "config.yaml"), tmp_path, resume_dir=run).run()  # a plain resume finishes it
     info = json.loads((run / "run.json").read_text())
     assert info["status"] == "finished" and info["step"] == 6 and info["adapter_step"] == 6

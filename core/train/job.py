@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import math
 import gc
 import logging
+import math
 import os
 import threading
 import time
@@ -342,11 +342,8 @@ class TrainingJob:
         self.info["train_seconds"] = round(time.monotonic() - t0 + self.info.get("train_seconds", 0.0), 2)
 
         continued = self.info.get("continued") or [{}]
-        if stopped and continued[-1].get("finished") is False:
-            # trained more, stopped before the new part finished: the finished adapter stays (resume to finish)
-            self.notes.append(f"stopped while training more: the adapter of step {self.info.get('adapter_step')} "
-                              "is kept; resume to finish")
-        else:
+        kept = stopped and continued[-1].get("finished") is False
+        if not kept:  # kept: trained more, stopped before the new part finished; the finished adapter stays
             self._set_stage("saving")
             self._save_adapter(peft_model, tok)
             self.info["adapter_step"] = self.progress.step
@@ -354,7 +351,10 @@ class TrainingJob:
                 continued[-1]["finished"] = True
         self.state = Status.STOPPED if stopped else Status.FINISHED
         if stopped:
-            self._set_stage("stopped", step=self.progress.step)
+            if kept:
+                self._set_stage("stopped_kept", step=self.progress.step, adapter_step=self.info.get("adapter_step"))
+            else:
+                self._set_stage("stopped", step=self.progress.step)
         else:
             self._set_stage("finished", steps=self.progress.step)
         self._write_run_json()
