@@ -149,6 +149,15 @@ class Sweep:
             sweep.runs = stored["runs"]
         return sweep
 
+    @classmethod
+    def load(cls, runs_dir: str | Path, name: str) -> "Sweep | None":
+        """The stored sweep of that name under ``runs_dir``, or None."""
+        stored = read_json(sweep_folder(runs_dir, name) / SWEEP_JSON)
+        if not stored:
+            return None
+        return cls(runs_dir=str(runs_dir), **{k: stored[k] for k in ("name", "preset", "grid", "sets", "evaluate",
+                                                                     "runs") if k in stored})
+
     def run(self, *, on_job: Callable[[Any], None] | None = None, stopped: Callable[[], bool] = lambda: False,
             log: Callable[[str], None] = print) -> "Sweep":
         """Train what is left, one run after another; ``on_job`` sees each job as it starts (to stop it), and

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -11,10 +10,8 @@ from pathlib import Path
 import pytest
 
 from core import allocator
-from conftest import micro_overrides
 
 REPO = Path(__file__).resolve().parents[1]
-DEMO = "presets/demo.yaml"
 JEMALLOC = allocator.find_jemalloc()
 needs_jemalloc = pytest.mark.skipif(JEMALLOC is None, reason="jemalloc is not installed (apt-get install libjemalloc2)")
 
@@ -81,12 +78,3 @@ print(allocator.active(), high, kept, rss())
     assert name == "jemalloc"
     assert kept > high - 64 * 2**20, "with dirty_decay_ms:-1 freed pages stay until release()"
     assert after < kept - 400 * 2**20, (high, kept, after)
-
-
-@needs_jemalloc
-def test_cli_training_runs_under_jemalloc_and_says_so(run_cli, micro_model, tmp_path):
-    args = [x for kv in micro_overrides(micro_model, **{"train.max_steps": 1}) for x in ("--set", kv)]
-    res = run_cli("train", DEMO, *args, "--runs-dir", str(tmp_path))
-    assert res.returncode == 0, res.stderr[-2000:]
-    run_dir = Path(res.stdout.strip().splitlines()[-1])
-    assert json.loads((run_dir / "run.json").read_text())["allocator"] == "jemalloc"

@@ -237,3 +237,29 @@ def test_dataset_train_stop_merge_compare(page, server, micro_model):
     assert page.get_by_role("tab", name="Hyperparameters", exact=True).is_visible()
     assert page.locator("#lang-vi").get_attribute("href") == "../"
     print(f"browser walk-through took {time.time() - t0:.0f} s")
+
+
+def test_a_sweep_from_the_training_tab_overlays_its_runs_curves(page, server, micro_model):
+    url, runs = server
+    page.goto(url + "en/")
+    page.wait_for_selector("#ds-info")
+    _tab(page, "Training")
+    page.locator("#tr-sweep").get_by_text(t("sweep.title", "en")).first.click()
+    page.locator("#sw-grid textarea").fill("lora.r=4,8")
+    # the micro model and a short run for every point of the grid, as extra settings
+    page.locator("#sw-sets textarea").fill(f"model.name_or_path={micro_model}\ndata.source={SHORT_MCQ}\n"
+                                           "data.max_length=256\n"
+                                           "train.per_device_train_batch_size=2\ntrain.max_steps=3\n"
+                                           "train.save_steps=100")
+    page.locator("#sw-name textarea, #sw-name input").first.fill("browser")
+    page.locator("#sw-start").click()
+    page.wait_for_selector("#sw-message:has-text('2 of 2 runs finished'), #sw-message .ls-error", timeout=180_000)
+    assert page.locator("#sw-message .ls-error").count() == 0, page.locator("#sw-message").inner_text()
+    page.wait_for_function("() => document.querySelector('#sw-overlay .js-plotly-plot')?.data?.length >= 2",
+                           timeout=60_000)
+    names = page.evaluate("() => document.querySelector('#sw-overlay .js-plotly-plot').data.map(d => d.name)")
+    assert any(n.startswith("browser-00-r4") for n in names) and any(n.startswith("browser-01-r8") for n in names)
+    table = page.locator("#sw-table").inner_text()
+    assert table.count("★") == 1 and "Finished" in table and "within 1–4" in table
+    assert (runs / "sweeps" / "browser" / "sweep.json").exists()
+    _shot(page, "sweep.png", full_page=False)

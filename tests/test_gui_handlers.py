@@ -383,6 +383,32 @@ def test_continue_trains_the_selected_finished_run_more_and_refuses_what_is_not_
     assert status["run_dir"] == str(run) and status["step"] == 4
 
 
+def test_sweep_section_trains_the_grid_and_shows_the_table_best_marked_and_overlaid_curves(micro_model, tmp_path):
+    from gui.tabs import sweep as tab_sweep
+
+    cfg = C.load_yaml(REPO / "presets" / "demo.yaml", micro_overrides(micro_model))
+    config, dataset = C.to_dict(cfg), {"source": cfg.data.source, "hub_split": "train", "column_map": {}}
+    bad, name = tab_sweep.start_sweep(config, dataset, "lora.nope=1,2", "", "s", "en", tmp_path)
+    assert "ls-error" in bad and "lora.nope" in bad and name == ""
+    bad, _ = tab_sweep.start_sweep(config, dataset, "lora.r=4,8", "train.max_steps=zero", "s", "en", tmp_path)
+    assert "ls-error" in bad and "train.max_steps" in bad
+    assert not (tmp_path / "sweeps").exists() or not any((tmp_path / "sweeps").rglob("*.yaml"))
+    msg, name = tab_sweep.start_sweep(config, dataset, "lora.r=4,8", "train.max_steps=2", "", "en", tmp_path)
+    assert "2 runs" in msg and name == "gui-r"
+    tab_sweep._thread.join(300)
+    table, overlay, status, key = tab_sweep.view(name, "", "en", tmp_path)
+    rows = table["value"]
+    assert [r[2] for r in rows] == ["4", "8"] and [r[0] for r in rows].count("★") == 1
+    assert all(r[6] == "Finished" for r in rows) and "2 of 2 runs finished" in status
+    assert [r[3] for r in rows] == [8.0, 4.0]  # alpha 32 over r 4 and 8
+    assert rows[0][5].startswith("above 4") and rows[1][5] == "within 1–4"
+    assert {tr.name for tr in overlay.data} >= {rows[0][1], rows[1][1]}
+    assert tab_sweep.view(name, key, "en", tmp_path)[3] == key  # nothing new: nothing re-sent
+    again, _ = tab_sweep.start_sweep(dict(config, lora=dict(config["lora"], lora_alpha=64)), dataset, "lora.r=4,8",
+                                     "train.max_steps=2", "gui-r", "en", tmp_path)
+    assert "ls-error" in again and "other settings" in again
+
+
 def test_start_with_a_bad_config_names_the_field(tmp_path):
     cfg = C.RunConfig()
     cfg.train.max_steps = 0

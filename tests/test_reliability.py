@@ -238,11 +238,13 @@ def test_train_more_continues_a_finished_run_from_its_last_step(finished_run, tm
     assert [_lrs(run)[k] for k in (4, 5, 6)] == pytest.approx(want[3:], rel=1e-6)
 
 
-def test_train_more_with_a_restarted_schedule_repeats_the_first_schedule(finished_run, tmp_path, run_cli):
+def test_train_more_with_a_restarted_schedule_repeats_the_first_schedule(finished_run, tmp_path):
+    from core.train.job import TrainingJob
+    from core.train.resume import More
+
     run = _copy(finished_run, tmp_path / "run")
     first = _lrs(run)
-    res = run_cli("resume", str(run), "--more-steps", "3", "--schedule", "restart")
-    assert res.returncode == 0, res.stderr[-2000:]
+    TrainingJob(C.load_yaml(run / "config.yaml"), tmp_path, resume_dir=run, more=More(steps=3, schedule="restart")).run()
     lrs = _lrs(run)
     assert [lrs[k] for k in (4, 5, 6)] == pytest.approx([first[k] for k in (1, 2, 3)], rel=1e-6)
 
@@ -268,26 +270,33 @@ def test_a_stopped_train_more_keeps_the_finished_adapter_until_the_new_part_fini
     assert (run / "adapter" / "adapter_model.safetensors").read_bytes() != adapter
 
 
-@pytest.mark.parametrize("case", ["no checkpoint", "not finished", "zero steps"])
-def test_train_more_refusals_are_one_line_and_change_nothing(finished_run, tmp_path, run_cli, case):
+def test_train_more_refusals_are_one_line_and_change_nothing(finished_run, tmp_path, run_cli):
     import shutil
 
+    from core.errors import JobError
+    from core.train.job import TrainingJob
+    from core.train.resume import More
+
     run = _copy(finished_run, tmp_path / "run")
-    args, want = ["--more-steps", "3"], "cannot train run further: it finished at step 3 but it has no complete"
-    if case == "no checkpoint":
-        shutil.rmtree(RunFolder(run).checkpoints)
-    elif case == "not finished":
-        info = json.loads((run / "run.json").read_text())
-        (run / "run.json").write_text(json.dumps(dict(info, status="stopped")))
-        want = "run has not finished (status stopped): resume it instead"
-    else:
-        args, want = ["--more-steps", "0"], "train more: give a positive number of steps or of epochs"
+    shutil.rmtree(RunFolder(run).checkpoints)
     before = _digest(run)
-    res = run_cli("resume", str(run), *args)
+    res = run_cli("resume", str(run), "--more-steps", "3")
     assert res.returncode == 2, res.stderr[-2000:]
     last = res.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: " + want), last
+    assert last.startswith("error: cannot train run further: it finished at step 3 but it has no complete"), last
     assert _digest(run) == before
+    with pytest.raises(JobError, match="give a positive number of steps or of epochs"):
+        More(steps=0)
+    with pytest.raises(JobError, match="not both"):
+        More(steps=2, epochs=1.0)
+    stopped = _copy(finished_run, tmp_path / "stopped")
+    info = json.loads((stopped / "run.json").read_text())
+    (stopped / "run.json").write_text(json.dumps(dict(info, status="stopped")))
+    before = _digest(stopped)
+    job = TrainingJob(C.load_yaml(stopped / "config.yaml"), tmp_path, resume_dir=stopped, more=More(steps=3))
+    with pytest.raises(JobError, match="has not finished \\(status stopped\\): resume it instead"):
+        job.run()
+    assert _digest(stopped) == before
 
 
 # --------------------------------------------------------------------------- early, one-line errors

@@ -62,6 +62,9 @@ def test_cli_train_writes_a_complete_run_folder(run_cli, micro_model, tmp_path):
     assert_finished_run(run_dir, 3)
     cfg = C.load_yaml(run_dir / "config.yaml")
     assert cfg.model.name_or_path == str(micro_model) and cfg.train.max_steps == 3
+    from core.allocator import find_jemalloc  # python -m core restarts itself under jemalloc when it is installed
+
+    assert json.loads((run_dir / "run.json").read_text())["allocator"] == ("jemalloc" if find_jemalloc() else "system")
 
 
 @pytest.mark.parametrize("override", ["model.load_in_4bit=true", "lora.use_dora=true", "lora.init_lora_weights=olora"])

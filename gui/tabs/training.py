@@ -27,6 +27,7 @@ from core.train.job import JobStatus, TrainingJob, active_job
 from core.train.resume import SCHEDULES, More
 from gui.edge import error_html, note_html
 from gui.render.figures import curves_figure, runs_overlay_figure
+from gui.tabs import sweep as tab_sweep
 from gui.state import AppContext, effective_config, json_safe
 
 log = logging.getLogger("lora_studio.gui")
@@ -278,6 +279,7 @@ def build(ctx: AppContext) -> TrainingTab:
             schedule = gr.Radio([(t(f"training.more.{s}", lang), s) for s in SCHEDULES], value=SCHEDULES[0],
                                 label=t("training.more.schedule", lang), scale=3, elem_id="tr-more-schedule")
             more = gr.Button(t("training.more.button", lang), scale=1, elem_id="tr-more")
+    tab_sweep.build(ctx)
     timer = gr.Timer(POLL_S)
     last = gr.State("")
     seen_run = gr.State(None)
