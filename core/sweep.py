@@ -163,7 +163,8 @@ class Sweep:
         """Train what is left, one run after another; ``on_job`` sees each job as it starts (to stop it), and
         ``stopped()`` true ends the sweep before the next run.
 
-        A run that ends stopped ends the sweep (sweep.json says where); calling ``run`` again resumes it.
+        A run that ends stopped ends the sweep (sweep.json says where); calling ``run`` again resumes it. A run that
+        fails is marked failed with its error, and the sweep goes on with the next one.
         """
         from core.train.job import TrainingJob
 
@@ -190,11 +191,18 @@ class Sweep:
                 entry["started"] = time.time()
                 try:
                     run_dir = job.run()
+                except Exception as e:  # noqa: BLE001 - a failed run is marked failed, and the sweep goes on
+                    run_dir = None
+                    entry["error"] = job.error_message or str(e)
+                    log(f"sweep {self.name}: run {entry['index'] + 1} failed: {entry['error']}")
                 finally:
                     if job.run_dir is not None:
                         entry["run_dir"] = str(job.run_dir)
                     entry["state"] = str(job.state)
                     self.save()
+                if str(job.state) == str(Status.FAILED):
+                    continue
+                entry.pop("error", None)
                 if str(job.state) != DONE:
                     log(f"sweep {self.name}: stopped in run {entry['index'] + 1}; the same command resumes it")
                     return self
@@ -213,6 +221,7 @@ class Sweep:
         lowest final train loss when there was no evaluation)."""
         rows = [{"run": Path(e["run_dir"]).name if e.get("run_dir") else e["run_name"], **e["values"],
                  "alpha/r": e["alpha_over_r"], "alpha/√r": e["alpha_over_sqrt_r"], "state": e["state"],
+                 **({"error": e["error"]} if e.get("error") else {}),
                  **(e.get("results") or {})} for e in self.runs]
         key = "best_eval_loss" if any(r.get("best_eval_loss") is not None for r in rows) else "final_train_loss"
         scored = [r for r in rows if r.get(key) is not None]

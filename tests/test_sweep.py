@@ -67,3 +67,14 @@ def test_a_combination_the_config_refuses_stops_the_sweep_before_any_training(mi
     res = run_cli("sweep", DEMO, "--grid", "lora.r=2,0", *sets, "--runs-dir", str(tmp_path))
     assert res.returncode == 2 and "lora.r" in res.stderr.strip().splitlines()[-1]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_that_fails_is_marked_failed_with_its_error_and_the_sweep_goes_on(micro_model, tmp_path):
+    sets = micro_overrides(micro_model, **{"train.max_steps": 2})
+    sweep = Sweep.plan(DEMO, parse_grid(["data.max_length=16,256"]), tmp_path, sets=sets, name="fails")
+    sweep.run(log=lambda m: None)
+    stored = json.loads((tmp_path / "sweeps" / "fails" / "sweep.json").read_text())
+    assert [r["state"] for r in stored["runs"]] == ["failed", "finished"]
+    assert "data.max_length=16 is too short" in stored["runs"][0]["error"]
+    rows = sweep.table()
+    assert rows[1]["best"] and not rows[0]["best"] and rows[0]["error"].startswith("data.max_length=16")

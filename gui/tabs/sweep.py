@@ -147,6 +147,9 @@ def view(name: str | None, last: str, lang: str, runs_dir: Path) -> tuple:
     done = sum(e["state"] == "finished" for e in sweep.runs)
     status = note_html(t("sweep.status", lang, name=sweep.name, done=done, n=len(sweep.runs)),
                        "ok" if sweep.complete else "info")
+    for e in sweep.runs:
+        if e.get("error"):
+            status += note_html(f"{e['run_name']}: {e['error']}", "error")
     if sweep.name in _failures:
         status += error_html(_failures[sweep.name], lang)
     return gr.update(value=rows, headers=head), runs_overlay_figure(dirs, lang), status, key
