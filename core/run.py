@@ -186,7 +186,7 @@ class RunFolder:
 
     def checkpoint_dirs(self) -> list[Path]:
         """The trainer's checkpoints, oldest first."""
-        return sorted(self.checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+        return sorted(self.checkpoints.glob("checkpoint-*"), key=checkpoint_step)
 
     def last_checkpoint(self) -> Path | None:
         ckpts = self.checkpoint_dirs()
@@ -437,11 +437,16 @@ def checkpoint_is_complete(ckpt: Path) -> bool:
     return (ckpt / CHECKPOINT_STATE).is_file() and any((ckpt / w).is_file() for w in CHECKPOINT_WEIGHTS)
 
 
+def checkpoint_step(ckpt: Path) -> int:
+    """The step a trainer checkpoint folder (``checkpoint-<step>``) was saved at."""
+    return int(ckpt.name.split("-")[-1])
+
+
 def resumable_step(folder: RunFolder) -> int | None:
     """The step of the newest checkpoint a resume could continue from (weights and trainer state present)."""
     for ckpt in reversed(folder.checkpoint_dirs()):
         if checkpoint_is_complete(ckpt):
-            return int(ckpt.name.split("-")[-1])
+            return checkpoint_step(ckpt)
     return None
 
 

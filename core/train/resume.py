@@ -15,7 +15,7 @@ from pathlib import Path
 
 from core import config as C
 from core.errors import JobError
-from core.run import RunFolder, Status, checkpoint_is_complete
+from core.run import RunFolder, Status, checkpoint_is_complete, checkpoint_step
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def plan_more(folder: RunFolder, new_cfg: C.RunConfig) -> ResumePlan:
     _check_shape(folder, new_cfg)
     last = int(info.get("step") or 0)
     done = [c for c in folder.checkpoint_dirs() if checkpoint_is_complete(c)]
-    if not done or int(done[-1].name.split("-")[-1]) != last:
+    if not done or checkpoint_step(done[-1]) != last:
         have = f"its newest complete checkpoint is {done[-1].name}" if done else "it has no complete checkpoint"
         raise JobError(f"cannot train {folder.name} further: it finished at step {last} but {have} (the checkpoint "
                        "of the last step is needed to continue without redoing steps)", field="more_steps")
@@ -132,7 +132,7 @@ def plan_resume(folder: RunFolder, new_cfg: C.RunConfig) -> ResumePlan:
         if checkpoint_is_complete(ckpt):
             if skipped:
                 log.warning("skipping incomplete checkpoint(s) %s; resuming from %s", ", ".join(skipped), ckpt.name)
-            return ResumePlan(ckpt, int(ckpt.name.split("-")[-1]), skipped)
+            return ResumePlan(ckpt, checkpoint_step(ckpt), skipped)
         skipped.append(ckpt.name)
     if skipped:
         raise JobError(f"cannot resume {folder.name}: its checkpoint(s) {', '.join(skipped)} are incomplete (no "

@@ -19,7 +19,7 @@ import gradio as gr
 from core import config as C
 from core.errors import ConfigError
 from core.locale import text as t
-from core.run import RunFolder
+from core.run import RunFolder, write_text_atomic
 from core.sweep import Sweep, parse_grid, sweep_folder
 from core.train.job import active_job
 from gui.edge import error_html, note_html
@@ -61,21 +61,14 @@ def plan_sweep(config: dict, dataset: dict | None, grid_text: str, sets_text: st
                           "(or put the settings back to resume it)", field="name")
     new = not preset.exists()
     if new:
-        _write(preset, text)
+        preset.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(preset, text)
     try:
         return Sweep.plan(preset, grid, runs_dir, sets=sets, name=name)
     except Exception:
         if new:  # a refused grid leaves nothing behind
             preset.unlink(missing_ok=True)
         raise
-
-
-def _write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    return path
 
 
 def start_sweep(config: dict, dataset: dict | None, grid_text: str, sets_text: str, name: str, lang: str,
