@@ -14,6 +14,9 @@ section can be re-run alone). Sections:
     mcq-read     MCQs for the test split read as a teacher reads them: reader-judged correct k/n per case
     nf4          bitsandbytes' NF4 against a reference quantizer in numpy, and the CPU shortcut that scrambles it
     merge-matrix every merge a user can click (model × method × dtype × init × target), 2 steps each, checked
+    price        presets/price_qlora.yaml on SmolLM2 (CPU budget): its MAE beside mean, linear regression, gradient boosting
+    gpu          on CUDA: engine vs bare trl in bf16 on Qwen2.5-0.5B- and Llama-3.2-1B-shaped models, peak memory,
+                 MFU, QLoRA vs LoRA (scripts/gpu_check.sh); without CUDA it says so and measures nothing
 
 --quick and --tiny print their figures and write them to $TMPDIR/lora-studio-bench/: they never rewrite docs/.
 """
@@ -31,7 +34,7 @@ from core.paths import REPO_ROOT
 
 DOCS = REPO_ROOT / "docs"
 RESULTS = DOCS / "bench_results.json"
-SECTIONS = ("system", "throughput", "load", "memory", "allocator", "e2e", "ui", "demo", "mcq-checks", "mcq-read", "nf4", "merge-matrix")
+SECTIONS = ("system", "throughput", "load", "memory", "allocator", "e2e", "ui", "demo", "mcq-checks", "mcq-read", "nf4", "merge-matrix", "price", "gpu")
 # the long ones run only when asked for: the read evaluation needs a person to read, the matrix ~40 min
 DEFAULT = ("system", "throughput", "load", "memory", "allocator", "e2e", "ui", "demo", "mcq-checks", "nf4")
 QUICK = ("system", "throughput")
@@ -69,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--no-write", action="store_true", help="print only; leave docs/ untouched")
     p.add_argument("--demo-run", action="append", default=None,
-                   help="demo / mcq-read: use this trained run instead of training the demo preset (mcq-read: "
+                   help="demo / mcq-read / price: use this trained run instead of training its preset (mcq-read: "
                         "repeat it to compare runs)")
     p.add_argument("--reread", action="store_true",
                    help="mcq-read: report the last generation again (after new verdicts) instead of generating")
@@ -77,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="mcq-read with --demo-run: reuse the last generation of the runs it already holds (by run "
                         "folder name) and generate only for the new ones")
     p.add_argument("--full", action="store_true", help="merge-matrix: every cell (default: a representative subset)")
+    p.add_argument("--export", default=None, metavar="FILE",
+                   help="also write the figures of the sections run to FILE (the GPU machine's way to send them back)")
+    p.add_argument("--import", dest="import_", default=None, metavar="FILE",
+                   help="gpu: take the figures from FILE (written by --export on the GPU machine) instead of measuring")
     args = p.parse_args(argv)
 
     from bench import report, system, throughput
@@ -139,13 +146,26 @@ def main(argv: list[str] | None = None) -> int:
             from bench import nf4
 
             results["nf4"] = nf4.section()
+        if "price" in sections and not (args.quick or args.tiny):
+            from bench import price
+
+            results["price"] = price.section(tmp / "price", run_dir=args.demo_run[0] if args.demo_run else None)
+        if "gpu" in sections:
+            if args.import_:
+                results["gpu"] = json.loads(Path(args.import_).read_text(encoding="utf-8"))["gpu"]
+            else:
+                from bench import gpu
+
+                results["gpu"] = gpu.section(reps=1 if args.tiny else 2, tiny=args.tiny)
         if "merge-matrix" in sections:
             from bench import merge_matrix
 
             results["merge_matrix"] = merge_matrix.run(tmp / "matrix", full=args.full, tiny=args.tiny)
+    keys = [k.replace("-", "_") for k in sections]
+    mine = _portable({k: results[k] for k in keys if k in results}, str(tmp))
+    if args.export:
+        Path(args.export).write_text(json.dumps(mine, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
     if args.tiny or args.no_write or args.quick:
-        keys = [k.replace("-", "_") for k in sections]
-        mine = _portable({k: results[k] for k in keys if k in results}, str(tmp))
         print(json.dumps(mine, indent=1, default=str)[:4000])
         # kept outside docs/: a quick or tiny figure is not the committed result
         out = Path(tempfile.gettempdir()) / "lora-studio-bench" / f"{'tiny' if args.tiny else 'quick'}.json"

@@ -97,7 +97,9 @@ def markdown(r: dict) -> str:
                        ("mcq_read", "Classroom: questions a teacher can use (read evaluation)"),
                        ("mcq_checks", "Classroom: the automatic content checks"),
                        ("nf4", "NF4 on the CPU: bitsandbytes against a reference quantizer"),
-                       ("merge_matrix", "Merge matrix: every merge a user can click")):
+                       ("merge_matrix", "Merge matrix: every merge a user can click"),
+                       ("price", "The price recipe: fine-tuned model against the baselines"),
+                       ("gpu", "GPU: seed-shaped models, engine vs bare trl in bf16")):
         if key in r and r[key].get("markdown"):
             lines += [f"## {title}", "", r[key]["markdown"], ""]
     missing = [k for k in ("throughput", "ui", "e2e", "memory", "load", "demo") if k not in r]

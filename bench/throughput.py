@@ -53,8 +53,11 @@ def engine_run(cfg: C.RunConfig, runs_dir: Path) -> float:
     return _rate([(r["elapsed"], r["num_tokens"]) for r in recs])
 
 
-def trl_run(cfg: C.RunConfig, out_dir: Path) -> float:
-    """What a notebook does: load the model, hand SFTTrainer a LoraConfig and the dataset, train."""
+def trl_run(cfg: C.RunConfig, out_dir: Path, *, bf16: bool = False) -> float:
+    """What a notebook does: load the model, hand SFTTrainer a LoraConfig and the dataset, train.
+
+    ``bf16``: the model loaded in bfloat16 and trained with ``bf16=True`` (what a GPU notebook does); else float32.
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import SFTConfig, SFTTrainer
@@ -65,7 +68,7 @@ def trl_run(cfg: C.RunConfig, out_dir: Path) -> float:
 
     path = resolve_model(cfg.model.name_or_path)
     tok = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16 if bf16 else torch.float32)
     rows = D.to_hf_dataset(D.prepare(cfg.data, tok, seed=cfg.train.seed).train)
     points: list[tuple[float, float]] = []
 
@@ -78,7 +81,7 @@ def trl_run(cfg: C.RunConfig, out_dir: Path) -> float:
     args = SFTConfig(output_dir=str(out_dir), max_steps=t.max_steps, per_device_train_batch_size=t.per_device_train_batch_size,
                      learning_rate=t.learning_rate, lr_scheduler_type=t.lr_scheduler_type, seed=t.seed, data_seed=t.seed,
                      logging_steps=1, save_strategy="no", report_to="none", max_length=cfg.data.max_length,
-                     bf16=False, fp16=False, disable_tqdm=True, dataloader_num_workers=0)
+                     bf16=bf16, fp16=False, disable_tqdm=True, dataloader_num_workers=0)
     torch.manual_seed(t.seed)
     trainer = SFTTrainer(model=model, args=args, train_dataset=rows, processing_class=tok,
                          peft_config=build_lora_config(cfg.lora), callbacks=[Clock()])

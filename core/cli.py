@@ -1,7 +1,7 @@
 """The command line: everything the GUI does, headless.
 
-    python -m core train PRESET.yaml [--set section.field=value …] [--runs-dir DIR]
-    python -m core resume RUN_DIR [--more-steps N | --more-epochs E] [--schedule extend|restart]
+    python -m core train PRESET.yaml [--set section.field=value …] [--runs-dir DIR] [--nproc N]
+    python -m core resume RUN_DIR [--more-steps N | --more-epochs E] [--schedule extend|restart] [--nproc N]
     python -m core runs [--runs-dir DIR]
     python -m core presets
     python -m core inspect-data FILE_OR_SAMPLE [--set data.field=value …] [--model NAME]
@@ -98,11 +98,78 @@ def _run_job(job) -> int:
     return stop.exit_code
 
 
+def _with_nproc(sets: list[str], nproc: int | None) -> list[str]:
+    return [*sets, f"train.nproc={nproc}"] if nproc is not None else sets
+
+
+def _run_launch(launch) -> int:
+    """A run over several processes (core.train.launch): Ctrl-C or SIGTERM asks them all to stop after the step; a
+    second one stops them at once. Prints what _run_job prints."""
+    from core.run import describe_status
+
+    received: list[int] = []
+
+    def handle(signum, frame) -> None:
+        if received:
+            launch.abort()
+            return
+        received.append(signum)
+        print(f"{signal.Signals(signum).name}: stopping every process after the current step (press Ctrl-C again to "
+              "abort at once)", file=sys.stderr, flush=True)
+        launch.stop()
+
+    previous = {sig: signal.signal(sig, handle) for sig in _StopOnSignal.SIGNALS}
+    try:
+        run_dir = launch.start()
+        print(f"training in {launch.cfg.train.nproc} processes; their output: {launch.folder.workers_log}",
+              file=sys.stderr, flush=True)
+        rc = launch.wait()
+    finally:
+        for sig, h in previous.items():
+            signal.signal(sig, h)
+    for w in launch.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    info = RunFolder(run_dir).read_info()
+    print(describe_status(info), file=sys.stderr)
+    if info.get("status") == "failed":
+        print(f"error: {info.get('error') or 'a training process failed'} (see {launch.folder.workers_log})",
+              file=sys.stderr)
+        print(run_dir)
+        return 2 if rc == 2 else 1
+    print(run_dir)
+    return 128 + received[0] if received else 0
+
+
 def _cmd_train(args) -> int:
     from core.train.job import TrainingJob
 
-    cfg = C.load_yaml(_preset_path(args.preset), args.set)
+    cfg = C.load_yaml(_preset_path(args.preset), _with_nproc(args.set, args.nproc))
+    if cfg.train.nproc != 1:
+        from core.train.launch import Launch
+
+        return _run_launch(Launch(cfg, args.runs_dir))
     return _run_job(TrainingJob(cfg, args.runs_dir))
+
+
+def _cmd_worker(args) -> int:
+    """One process of a multi-process run (started by core.train.launch through accelerate launch, not by hand)."""
+    from core.train.job import TrainingJob
+
+    folder = RunFolder(Path(args.run_dir))
+    cfg = folder.read_config()
+    more = None
+    if args.more_steps or args.more_epochs:
+        from core.train.resume import More
+
+        more = More(steps=args.more_steps or 0, epochs=args.more_epochs or 0.0, schedule=args.schedule)
+    if args.resume or more is not None:
+        job = TrainingJob(cfg, folder.path.parent, resume_dir=folder.path, more=more, launched=True)
+    else:
+        job = TrainingJob(cfg, folder.path.parent, launched=True, into=folder.path)
+    with _StopOnSignal(job):  # a signal to one process: it stops, and the others with it (SharedStop)
+        job.run()
+    print(job.message, file=sys.stderr)
+    return 0
 
 
 def _cmd_resume(args) -> int:
@@ -113,19 +180,26 @@ def _cmd_resume(args) -> int:
     folder = RunFolder(Path(args.run_dir))
     if not folder.config.is_file():
         raise JobError(f"not a run folder (no {folder.config.name}): {folder.path}", field=str(folder.path))
-    cfg = folder.read_config(args.set)
+    cfg = folder.read_config(_with_nproc(args.set, args.nproc))
+
+    def job(more=None):
+        if cfg.train.nproc != 1:
+            from core.train.launch import Launch
+
+            return _run_launch(Launch(cfg, folder.path.parent, resume_dir=folder.path, more=more))
+        return _run_job(TrainingJob(cfg, folder.path.parent, resume_dir=folder.path, more=more))
+
     if args.more_steps is not None or args.more_epochs is not None:
         from core.train.resume import More
 
-        more = More(steps=args.more_steps or 0, epochs=args.more_epochs or 0.0, schedule=args.schedule)
-        return _run_job(TrainingJob(cfg, folder.path.parent, resume_dir=folder.path, more=more))
+        return job(More(steps=args.more_steps or 0, epochs=args.more_epochs or 0.0, schedule=args.schedule))
     info = folder.read_info()
     if info.get("status") == str(Status.FINISHED):
         print(f"{folder.name} already finished at step {info.get('step', '?')}: nothing to resume, nothing changed "
               "(train it further with --more-steps N)", file=sys.stderr)
         print(folder.path)
         return 0
-    return _run_job(TrainingJob(cfg, folder.path.parent, resume_dir=folder.path))
+    return job()
 
 
 def _cmd_sweep(args) -> int:
@@ -235,6 +309,10 @@ def _cmd_estimate(args) -> int:
     for k, v in est.breakdown().items():
         print(f"{k:<12} {human_bytes(v)}")
     print(f"device: {est.device.name}, available {human_bytes(est.device.available_bytes)}: {est.verdict}")
+    n = cfg.train.nproc
+    if n > 1:
+        where = "on each GPU" if est.device.kind == "cuda" else f"{human_bytes(n * est.total)} for all {n} on this machine"
+        print(f"processes: {n} (train.nproc); the estimate above is per process: {where}")
     for tip in est.advice:
         print(f"tip: {tip}")
     return 0
@@ -409,6 +487,8 @@ def build_parser() -> argparse.ArgumentParser:
     from core.export.gguf import QUANTS  # both light: the standard library only
     from core.tasks.quiz_export import WRITERS
 
+    from core.train.launch import WORKER
+
     p = argparse.ArgumentParser(prog="python -m core", description="LoRA Studio, headless.")
     sub = p.add_subparsers(dest="cmd", required=True)
 
@@ -417,7 +497,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="override a setting, e.g. --set lora.r=8 (repeatable)")
     t.add_argument("--runs-dir", default=None, help="parent folder of the run folder (default: runs/)")
+    t.add_argument("--nproc", type=int, default=None, metavar="N",
+                   help="train as N processes with accelerate launch (DDP: N GPUs, or N CPU processes over gloo); "
+                        "the same as --set train.nproc=N")
     t.set_defaults(func=_cmd_train)
+
+    w = sub.add_parser(WORKER)  # one process of a multi-process run; started by the launcher (no help: not for users)
+    w.add_argument("run_dir")
+    w.add_argument("--resume", action="store_true")
+    w.add_argument("--more-steps", type=int, default=0)
+    w.add_argument("--more-epochs", type=float, default=0.0)
+    w.add_argument("--schedule", default="extend")
+    w.set_defaults(func=_cmd_worker)
 
     r = sub.add_parser("resume", help="continue a stopped run from its last checkpoint, or train a finished one more")
     r.add_argument("run_dir")
@@ -428,6 +519,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="train a finished run N more steps from its last checkpoint")
     more.add_argument("--more-epochs", type=float, default=None, metavar="E",
                       help="train a finished run E more epochs of its data from its last checkpoint")
+    r.add_argument("--nproc", type=int, default=None, metavar="N",
+                   help="processes to continue with (default: as the run was trained, train.nproc)")
     r.add_argument("--schedule", choices=("extend", "restart"), default="extend",
                    help="with --more-*: stretch the learning-rate schedule over the new total (extend, default) or "
                         "run it afresh over the new steps, warm-up included (restart)")
@@ -534,6 +627,7 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(c, C.MergeConfig, "dtype", "--dtype", help="precision of the intermediate merged models")
     _flag(c, C.MergeConfig, "n_prompts", "--prompts", help="verification prompts of each merge")
     c.set_defaults(func=_cmd_chain)
+    sub.metavar = "{" + ",".join(name for name in sub.choices if name != WORKER) + "}"  # the worker is not a command
     return p
 
 

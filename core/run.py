@@ -5,6 +5,8 @@ A run folder (``<runs>/<run-name>/``) holds:
     run.json         status, heartbeat, base model, data and parameter figures, versions
     metrics.jsonl    one record per logged step
     train.log        the log of this run
+    workers.log      a multi-process run: what the launcher and its processes printed
+    .stop            a stop request for a run in other processes (the GUI's Stop, the launcher's Ctrl-C)
     adapter/         the adapter in PEFT's format, with the tokenizer
     adapter_init/    the initial adapter of an OLoRA / PiSSA run (to convert the saved one to plain LoRA)
     checkpoints/     resumable trainer checkpoints
@@ -119,6 +121,16 @@ class RunFolder:
     @property
     def log(self) -> Path:
         return self.path / "train.log"
+
+    @property
+    def workers_log(self) -> Path:
+        """A multi-process run: the launcher's and its processes' own output (tracebacks of any rank)."""
+        return self.path / "workers.log"
+
+    @property
+    def stop_request(self) -> Path:
+        """Present while someone asked a run in other processes to stop after the current step."""
+        return self.path / ".stop"
 
     @property
     def adapter(self) -> Path:

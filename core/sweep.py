@@ -94,6 +94,9 @@ def run_results(run_dir: Path, *, evaluate: bool = False) -> dict[str, Any]:
             out["content_rate"] = content["pass_rate"]
         if "forgetting" in report:
             out["forgetting_ratio"] = report["forgetting"]["ratio"]
+        if metric.get("mae") is not None:  # the price task: the run's MAE beside its baselines' on the same split
+            out["mae"] = metric["mae"]
+            out.update({f"mae_{k}": v for k, v in (report.get("baselines_mae") or {}).items()})
     return out
 
 

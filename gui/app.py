@@ -134,6 +134,9 @@ def create_server(lang: str = "vi", runs_dir: str | Path | None = None, *, host:
         allow_data_dir(folder)
     for tmp in clean_stale_merges(Path(runs_dir or default_runs_dir())):
         log.info("removed %s, left by a merge that was killed", tmp)
+    from gui.tabs.training import reattach
+
+    reattach(Path(runs_dir or default_runs_dir()))  # a multi-process run outlives the app: follow it again
     from fastapi import FastAPI
     from fastapi.responses import RedirectResponse
 

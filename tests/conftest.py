@@ -22,8 +22,15 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="session")
 def smollm2_dir() -> Path:
-    """The embedded SmolLM2-135M-Instruct, materialised once into the cache."""
+    """The embedded SmolLM2-135M-Instruct, materialised once into the cache.
+
+    On the GPU machine (scripts/gpu_check.sh), which has no embedded models, LORA_STUDIO_TOKENIZER names a folder
+    with SmolLM2's tokenizer files only: enough for the micro models of tests/test_gpu.py.
+    """
     from core.models.registry import resolve_model
+
+    if os.environ.get("LORA_STUDIO_TOKENIZER"):
+        return Path(os.environ["LORA_STUDIO_TOKENIZER"])
 
     return Path(resolve_model("embedded:smollm2-135m-instruct"))
 
@@ -110,6 +117,21 @@ def run_cli():
         env = dict(os.environ, PYTHONPATH=str(REPO), TOKENIZERS_PARALLELISM="false")
         return subprocess.run([sys.executable, "-m", "core", *args], cwd=REPO, env=env, capture_output=True,
                               text=True, timeout=timeout)
+
+    return run
+
+
+@pytest.fixture
+def cli_here(capsys):
+    """``python -m core …`` in this process: the same ``main`` as :func:`run_cli` without an interpreter's start-up,
+    for the refusals (they load no model). Returns a CompletedProcess with the exit code and the captured output."""
+    from core.cli import main
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        capsys.readouterr()
+        code = main(list(args))
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(list(args), code, out.out, out.err)
 
     return run
 

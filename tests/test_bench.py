@@ -25,6 +25,27 @@ def test_bench_quick_runs_on_a_tiny_setting():
     assert '"gflops_best"' in res.stdout  # the system section measured the matmul peak
 
 
+def test_the_gpu_section_skips_cleanly_without_cuda():
+    import torch
+
+    from bench import gpu
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: scripts/gpu_check.sh measures it")
+    skipped = gpu.section()
+    assert skipped["skipped"] == "no CUDA device on this machine" and "scripts/gpu_check.sh" in skipped["markdown"]
+
+
+@pytest.mark.extended  # 20 s: the GPU section's own code, engine and bare trl, on a micro model of a seed's shape
+def test_the_gpu_section_code_runs_on_a_micro_model_of_a_seed_shape():
+    from bench import gpu
+
+    r = gpu.section(reps=1, tiny=True, allow_cpu=True, shapes=("qwen2.5-0.5b-instruct",))
+    m = r["models"]["qwen2.5-0.5b-instruct"]
+    assert m["tokens_per_s"]["engine"]["median"] > 0 and m["tokens_per_s"]["trl"]["median"] > 0
+    assert m["layers"] == 2 and re.search(r"^\| qwen2.5-0.5b-instruct \| \d+ \| \d+ \| \d+\.\d\d \|", r["markdown"], re.M)
+
+
 def test_a_quick_run_leaves_docs_untouched():
     env = dict(os.environ, PYTHONPATH=str(REPO), TOKENIZERS_PARALLELISM="false")
     docs = {p: p.read_bytes() for p in (REPO / "docs").glob("*") if p.is_file()}

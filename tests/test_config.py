@@ -158,8 +158,9 @@ def test_field_names_are_the_libraries_own():
     lora_names = {f.name for f in dataclasses.fields(LoraConfig)}
     assert {f.name for f in C.section_fields("lora")} <= lora_names
     ta = {f.name for f in dataclasses.fields(TrainingArguments)}
+    # nproc is the launcher's (accelerate launch --num_processes), not the trainer's
     ours = {f.name for f in C.section_fields("train")} - {"warmup_ratio", "embedding_learning_rate", "precision",
-                                                          "skip_prompt_logits"}
+                                                          "skip_prompt_logits", "nproc"}
     assert ours <= ta
     bnb = set(inspect.signature(BitsAndBytesConfig.__init__).parameters)
     assert {"load_in_4bit", "load_in_8bit", "bnb_4bit_quant_type", "bnb_4bit_use_double_quant",

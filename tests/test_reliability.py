@@ -270,7 +270,7 @@ def test_a_stopped_train_more_keeps_the_finished_adapter_until_the_new_part_fini
     assert (run / "adapter" / "adapter_model.safetensors").read_bytes() != adapter
 
 
-def test_train_more_refusals_are_one_line_and_change_nothing(finished_run, tmp_path, run_cli):
+def test_train_more_refusals_are_one_line_and_change_nothing(finished_run, tmp_path, cli_here):
     import shutil
 
     from core.errors import JobError
@@ -280,7 +280,7 @@ def test_train_more_refusals_are_one_line_and_change_nothing(finished_run, tmp_p
     run = _copy(finished_run, tmp_path / "run")
     shutil.rmtree(RunFolder(run).checkpoints)
     before = _digest(run)
-    res = run_cli("resume", str(run), "--more-steps", "3")
+    res = cli_here("resume", str(run), "--more-steps", "3")
     assert res.returncode == 2, res.stderr[-2000:]
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith("error: cannot train run further: it finished at step 3 but it has no complete"), last
@@ -301,10 +301,10 @@ def test_train_more_refusals_are_one_line_and_change_nothing(finished_run, tmp_p
 
 # --------------------------------------------------------------------------- early, one-line errors
 
-def test_a_runs_dir_that_is_a_file_is_one_line_before_any_model_loads(micro_model, tmp_path, run_cli):
+def test_a_runs_dir_that_is_a_file_is_one_line_before_any_model_loads(micro_model, tmp_path, cli_here):
     not_a_folder = tmp_path / "runs"
     not_a_folder.write_text("x")
-    res = run_cli("train", DEMO, "--runs-dir", str(not_a_folder), *sum((["--set", kv] for kv in
+    res = cli_here("train", DEMO, "--runs-dir", str(not_a_folder), *sum((["--set", kv] for kv in
                                                                        micro_overrides(micro_model)), []))
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.strip().splitlines()[-1].startswith(f"error: the runs folder {not_a_folder} is a file")

@@ -164,11 +164,13 @@ BAD = {
 
 
 @pytest.mark.parametrize("case", list(BAD))
-def test_bad_input_gets_one_line_and_leaves_nothing(run_cli, micro_model, tmp_path, case):
+def test_bad_input_gets_one_line_and_leaves_nothing(run_cli, cli_here, micro_model, tmp_path, case):
     make_args, needle = BAD[case]
     runs = tmp_path / "runs"
     base = [x for kv in micro_overrides(micro_model) for x in ("--set", kv)]
-    res = run_cli("train", DEMO, *base, *make_args(tmp_path), "--runs-dir", str(runs))
+    # one case through a real interpreter (what a user types); the others in this process, the same main()
+    cli = run_cli if case == "missing file" else cli_here
+    res = cli("train", DEMO, *base, *make_args(tmp_path), "--runs-dir", str(runs))
     assert res.returncode != 0
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and needle in last, res.stderr[-1500:]

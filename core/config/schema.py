@@ -312,6 +312,14 @@ class TrainSection:
            "native bfloat16 (AVX512-BF16, AMX), most with the weights dtype set to bfloat16 too.",
         vi="auto: bf16 trên GPU hỗ trợ, fp16 trên GPU cũ, fp32 trên CPU. bf16 cũng tăng tốc CPU hỗ trợ bfloat16 "
            "(AVX512-BF16, AMX), nhất là khi kiểu số của trọng số cũng là bfloat16.")
+    nproc: int = opt(
+        1, min=1, max=64, step=1, label_en="Processes (data parallel)", label_vi="Số tiến trình (song song dữ liệu)",
+        en="Train as N processes with accelerate launch (DDP): N GPUs, or N CPU processes (gloo) on a machine "
+           "without one. Each process holds a full copy of the model and its own batch: the global batch is batch "
+           "size × gradient accumulation × N, and the memory estimate is per process. 1: one process, in the app.",
+        vi="Huấn luyện bằng N tiến trình qua accelerate launch (DDP): N GPU, hoặc N tiến trình CPU (gloo) khi máy "
+           "không có GPU. Mỗi tiến trình giữ một bản mô hình đầy đủ và batch riêng: batch toàn cục = batch × tích luỹ "
+           "gradient × N; ước lượng bộ nhớ tính cho mỗi tiến trình. 1: một tiến trình, ngay trong ứng dụng.")
     report_to: Literal["none", "tensorboard", "trackio", "wandb", "mlflow"] = opt(
         "none", label_en="Experiment tracker", label_vi="Công cụ theo dõi thí nghiệm",
         en="Also log the run to a tracker, through the trainer's own integration. tensorboard writes RUN/tensorboard; "

@@ -62,8 +62,9 @@ def judge(texts: list[str], rows: list[dict]) -> dict:
 
 
 def baselines(train_rows: list[dict], eval_rows: list[dict]) -> dict[str, float]:
-    """MAE of two baselines fitted on the run's training rows: the mean price, and least squares on
-    pages and a one-hot format (the data card's baselines, on this run's split)."""
+    """MAE of the baselines fitted on the run's training rows: the mean price, least squares on pages and a one-hot
+    format (the data card's baselines, on this run's split), and, when scikit-learn is installed (it is optional:
+    ``pip install scikit-learn``), its HistGradientBoostingRegressor on the same features."""
     import numpy as np
 
     def prices(rows):
@@ -80,7 +81,14 @@ def baselines(train_rows: list[dict], eval_rows: list[dict]) -> dict[str, float]
     mean_mae = float(np.abs(y_eval - y_train.mean()).mean())
     coef, *_ = np.linalg.lstsq(features(train_rows), y_train, rcond=None)
     lin_mae = float(np.abs(features(eval_rows) @ coef - y_eval).mean())
-    return {"mean": round(mean_mae, 3), "linear_regression": round(lin_mae, 3)}
+    out = {"mean": round(mean_mae, 3), "linear_regression": round(lin_mae, 3)}
+    try:
+        from sklearn.ensemble import HistGradientBoostingRegressor
+    except ImportError:
+        return out
+    gbr = HistGradientBoostingRegressor(random_state=0).fit(features(train_rows)[:, 1:], y_train)
+    out["gradient_boosting"] = round(float(np.abs(gbr.predict(features(eval_rows)[:, 1:]) - y_eval).mean()), 3)
+    return out
 
 
 TASK = Task(name="price_qa", schema="price", needs=("price",), format=format_price, prompt=prompt_price,

@@ -29,6 +29,7 @@ from core.config import RunConfig
 from core.errors import ConfigError, JobError, StudioError
 from core.paths import default_runs_dir
 from core.run import FINAL, MetricsStore, RunFolder, RunLock, Status, check_runs_dir, default_run_name, versions
+from core.train.dist import Dist, SharedStop, dist_env
 from core.train.resume import More, ResumePlan, plan_more, plan_resume
 from core.train.trackers import check_tracker, tracker_env
 from core.train.trainer import Progress, make_callback, sft_config, trainer_class
@@ -46,7 +47,12 @@ def active_job() -> "TrainingJob | None":
     return _active
 
 
-def _claim(job: "TrainingJob") -> None:
+def claim(job) -> None:
+    """Take the one training slot for ``job`` (a TrainingJob, or a core.train.launch.FollowedRun of other processes).
+
+    Raises:
+        JobError: another job holds it and has not ended.
+    """
     global _active
     with _active_lock:
         if _active is not None and _active is not job and _active.state not in FINAL + (Status.IDLE,):
@@ -55,7 +61,7 @@ def _claim(job: "TrainingJob") -> None:
         _active = job
 
 
-def _release(job: "TrainingJob") -> None:
+def _release(job) -> None:
     global _active
     with _active_lock:
         if _active is job:
@@ -103,10 +109,13 @@ class TrainingJob:
         resume_dir: an existing run folder to continue from its last checkpoint.
         more: with ``resume_dir`` a finished run, trained for more steps or epochs from its last step.
         frame: an already loaded dataset (the GUI passes what it previewed).
+        launched: one of the processes of a multi-process run (:mod:`core.train.launch`): the launcher made the
+            folder (``into``, a new run) or chose it (``resume_dir``) and holds its lock; rank 0 alone writes it.
+        into: with ``launched``, the new run's folder the launcher made.
     """
 
     def __init__(self, cfg: RunConfig, runs_dir: str | Path | None = None, *, resume_dir: str | Path | None = None,
-                 more: More | None = None, frame=None):
+                 more: More | None = None, frame=None, launched: bool = False, into: str | Path | None = None):
         if more is not None and resume_dir is None:
             raise JobError("train more needs the run folder to continue", field="resume")
         self.cfg = cfg
@@ -131,6 +140,9 @@ class TrainingJob:
         self._writes = False  # this job writes run.json: a new run at once, a resumed one once it has started
         self._last_beat = 0.0
         self.notes: list[str] = []
+        self.launched = launched
+        self.into = Path(into) if into else None
+        self.dist = dist_env() if launched else Dist()
 
     @property
     def run_dir(self) -> Path | None:
@@ -150,7 +162,7 @@ class TrainingJob:
 
     def start(self) -> "TrainingJob":
         """Run in a background thread; refused while another job holds the slot."""
-        _claim(self)
+        claim(self)
         self.state = Status.LOADING
         self._thread = threading.Thread(target=self._run_guarded, name="lora-studio-train", daemon=True)
         self._thread.start()
@@ -158,7 +170,7 @@ class TrainingJob:
 
     def run(self) -> Path:
         """Run here (the CLI); returns the run folder, raises the job's error."""
-        _claim(self)
+        claim(self)
         self.state = Status.LOADING
         self._run_guarded()
         if self.state == Status.FAILED:
@@ -241,10 +253,11 @@ class TrainingJob:
             self.folder = RunFolder(self.resume_dir)
             if not self.folder.path.is_dir():
                 raise JobError(f"cannot resume {self.resume_dir}: no such folder", field="resume")
-            self._lock = RunLock(self.folder).acquire()
+            if not self.launched:  # a launched process: its launcher holds the lock
+                self._lock = RunLock(self.folder).acquire()
             plan = plan_more(self.folder, cfg) if self.more else plan_resume(self.folder, cfg)
             self.notes += [f"skipped incomplete checkpoint {name}" for name in plan.skipped]
-        else:
+        elif self.into is None:
             check_runs_dir(self.runs_dir)
         # the module names against the model's own, on the meta device: no weight read, no folder made yet
         skeleton, _ = meta_model(cfg)
@@ -259,19 +272,26 @@ class TrainingJob:
         self.warnings += [str(i) for i in issues if i.level == "warning" and str(i) not in self.warnings]
         self.warnings += [w for w in dropped_rows_warnings(prepared.stats, cfg.data) if w not in self.warnings]
 
-        if plan is None:
+        main = self.dist.main  # the process that writes the run folder (the only one, unless launched)
+        if plan is None and self.into is not None:
+            self.folder = RunFolder(self.into)
+            self.info.update(self.folder.read_info())  # what the launcher wrote: created, launcher_pid
+            self.info.pop("status", None)
+            self._writes = main
+        elif plan is None:
             self.folder = RunFolder.create(self.runs_dir, cfg.run_name or default_run_name(cfg))
             self._lock = RunLock(self.folder).acquire()
             self._writes = True
         folder = self.folder
-        self._attach_log()
+        if main:
+            self._attach_log()
         if plan is not None:
             self.info.update(folder.read_info())
             self.info.pop("status", None)
             # the records up to the checkpoint's step; the file is rewritten once the resumed run has started
             self.metrics = MetricsStore(None, [r for r in folder.read_metrics() if r.get("step", 0) <= plan.step])
         else:
-            self.metrics = MetricsStore(folder.metrics)
+            self.metrics = MetricsStore(folder.metrics if main else None)
         self.info.update({
             "created": self.info.get("created") or dt.datetime.now().isoformat(timespec="seconds"),
             "base_model": cfg.model.name_or_path, "resolved_base_model": resolved,
@@ -282,6 +302,7 @@ class TrainingJob:
             # the rows of each split, so that a merge or an evaluation finds them without preparing the data again
             "validation_index": [e.index for e in prepared.validation],
             "device": device_info().name, "versions": versions(), "allocator": allocator.active(),
+            "world_size": self.dist.world_size,
         })
         if self.more is not None:
             per_epoch = math.ceil(len(prepared.train) / cfg.train.per_device_train_batch_size
@@ -290,7 +311,7 @@ class TrainingJob:
             cfg = self.cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_steps=total))
             self.info["continued"] = [*self.info.get("continued", []), {
                 "from_step": plan.step, "to_step": total, "schedule": self.more.schedule, "finished": False}]
-        if plan is None:
+        if plan is None and main:
             folder.write_config(cfg)
         log.info("run folder %s; %d train / %d validation rows; warnings: %s", folder.path, len(prepared.train),
                  len(prepared.validation), self.warnings or "none")
@@ -301,7 +322,7 @@ class TrainingJob:
         peft_model = get_peft_model(model, build_lora_config(cfg.lora, model))
         trainable, total = peft_model.get_nb_trainable_parameters()
         self.info.update({"trainable_params": trainable, "total_params": total})
-        if cfg.lora.init_lora_weights != "default" and not folder.adapter_init.exists():
+        if cfg.lora.init_lora_weights != "default" and main and not folder.adapter_init.exists():
             # olora/pissa change the base weights too; keep the initial adapter so that the saved one can be
             # converted into a plain LoRA that applies to the untouched base
             peft_model.save_pretrained(folder.adapter_init)
@@ -317,7 +338,7 @@ class TrainingJob:
             model=peft_model, args=sft_config(cfg, folder.checkpoints), processing_class=tok,
             train_dataset=D.to_hf_dataset(prepared.train),
             eval_dataset=D.to_hf_dataset(prepared.validation) if prepared.validation else None,
-            callbacks=[make_callback(self.progress, self._stop, self.metrics.append,
+            callbacks=[make_callback(self.progress, self._stop_check(), self.metrics.append,
                                      on_begin=lambda: self._on_train_begin(plan), on_step=self._heartbeat)])
         if cfg.model.load_in_4bit or cfg.model.load_in_8bit:
             restore_saved_module_dtype(peft_model)
@@ -345,7 +366,8 @@ class TrainingJob:
         kept = stopped and continued[-1].get("finished") is False
         if not kept:  # kept: trained more, stopped before the new part finished; the finished adapter stays
             self._set_stage("saving")
-            self._save_adapter(peft_model, tok)
+            if main:
+                self._save_adapter(peft_model, tok)
             self.info["adapter_step"] = self.progress.step
             if not stopped and continued[-1].get("finished") is False:
                 continued[-1]["finished"] = True
@@ -362,7 +384,7 @@ class TrainingJob:
 
     def _on_train_begin(self, plan: ResumePlan | None) -> None:
         """The trainer has started (a resumed run's checkpoint is loaded): only now is a resumed folder rewritten."""
-        if plan is None:
+        if plan is None or not self.dist.main:
             return
         self._writes = True
         self.folder.write_metrics(self.metrics.since(0))
@@ -379,6 +401,13 @@ class TrainingJob:
             self._write_run_json()
 
     # ------------------------------------------------------------------ helpers
+
+    def _stop_check(self):
+        """What the trainer's callback asks after each step: this job's Stop; in a launched run also RUN/.stop, agreed
+        by every process (:class:`core.train.dist.SharedStop`)."""
+        if not self.launched:
+            return self._stop
+        return SharedStop(self._stop, self.folder.stop_request, self.dist.world_size)
 
     def _attach_log(self) -> None:
         handler = logging.FileHandler(self.folder.log, encoding="utf-8")

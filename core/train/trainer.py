@@ -90,9 +90,12 @@ class Progress:
         return record if any(k in record for k in ("loss", "eval_loss")) else None
 
 
-def make_callback(progress: Progress, stop: threading.Event, on_record: Callable[[dict], None],
+def make_callback(progress: Progress, stop: "threading.Event | Any", on_record: Callable[[dict], None],
                   on_begin: Callable[[], None] | None = None, on_step: Callable[[], None] | None = None):
     """A TrainerCallback that feeds ``progress`` and ``on_record`` and honours ``stop`` (LLaMA-Factory does the same).
+
+    ``stop.is_set()`` is asked once after every step (a :class:`core.train.dist.SharedStop` in a multi-process run,
+    where every process must ask it at the same step).
 
     Args:
         on_begin: called once the trainer has started (a resumed run's checkpoint is loaded by then).
@@ -214,6 +217,10 @@ def sparse_logits_loss(trainer, model, inputs: dict, num_items_in_batch=None):
                                                  ignore_index=-100, reduction="sum")
     denom = num_items_in_batch if num_items_in_batch is not None else mask.sum()
     loss = loss_sum / torch.as_tensor(denom, device=loss_sum.device).clamp(min=1)
+    if num_items_in_batch is not None and trainer.args.average_tokens_across_devices and trainer.args.world_size > 1:
+        # the trainer's own rule (Trainer.compute_loss): the count is that of all processes, and DDP averages the
+        # gradients over them, so each process's share is scaled back up: the step is the global token mean
+        loss = loss * trainer.accelerator.num_processes
 
     # the metrics trl logs: token accuracy on learned tokens, and the running count of tokens seen
     mode = "train" if trainer.model.training else "eval"
@@ -222,7 +229,10 @@ def sparse_logits_loss(trainer, model, inputs: dict, num_items_in_batch=None):
         correct = ((logits.argmax(-1) == target) & mask).sum().item()
     trainer._metrics[mode]["mean_token_accuracy"].append(correct / n_valid if n_valid else 0.0)
     if mode == "train":
-        seen = inputs["attention_mask"].sum().item() if "attention_mask" in inputs else labels.numel()
+        seen = inputs["attention_mask"].sum() if "attention_mask" in inputs else torch.tensor(labels.numel())
+        if trainer.args.world_size > 1:  # the tokens of every process, as trl counts them
+            seen = trainer.accelerator.gather_for_metrics(seen.to(loss.device).reshape(1)).sum()
+        seen = int(seen.item())
         trainer._total_train_tokens += seen
     trainer._metrics[mode]["num_tokens"] = [trainer._total_train_tokens]
     return loss
@@ -256,6 +266,8 @@ def sft_config(cfg: RunConfig, checkpoints: Path):
         max_length=d.max_length,
         packing=d.packing, dataset_num_proc=None, disable_tqdm=True, logging_first_step=True,
         dataloader_num_workers=0, remove_unused_columns=True,
+        # a LoRA step uses every trainable weight: DDP's search for unused ones is a wasted pass (multi-process runs)
+        ddp_find_unused_parameters=False,
         train_sampling_strategy=t.train_sampling_strategy,
         gradient_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
     )

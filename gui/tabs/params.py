@@ -40,7 +40,7 @@ MEMORY_KEYS = ("model.name_or_path", "model.load_in_4bit", "model.load_in_8bit",
                "lora.layers_to_transform", "lora.lora_dropout", "model.bnb_4bit_compute_dtype",
                "data.max_length", "data.packing", "data.completion_only_loss", "train.per_device_train_batch_size",
                "train.gradient_checkpointing", "train.optim", "train.precision", "train.skip_prompt_logits",
-               "train.train_sampling_strategy")
+               "train.train_sampling_strategy", "train.nproc")
 
 
 
@@ -164,6 +164,12 @@ def _cli_value(v: Any) -> str:
     return str(v)
 
 
+def accelerate_display(nproc: int) -> str:
+    from core.train.launch import WORKER, accelerate_command
+
+    return shlex.join(accelerate_command(nproc, ["-m", "core", WORKER, "RUN_DIR"]))
+
+
 def cli_command(cfg: C.RunConfig, preset_path: str | None) -> str:
     """``python -m core train <preset> --set k=v …`` reproducing ``cfg`` from the preset it started from."""
     path = Path(preset_path) if preset_path else None
@@ -177,9 +183,16 @@ def cli_command(cfg: C.RunConfig, preset_path: str | None) -> str:
         except ValueError:
             shown = str(path)
     now, then = _flat(cfg), _flat(base)
-    sets = [f"{k}={_cli_value(v)}" for k, v in now.items() if v != then.get(k) and k != "description"]
+    sets = [f"{k}={_cli_value(v)}" for k, v in now.items()
+            if v != then.get(k) and k not in ("description", "train.nproc")]
     parts = ["python -m core train", shlex.quote(shown)] + [f"--set {shlex.quote(s)}" for s in sets]
-    return " \\\n    ".join([" ".join(parts[:2])] + parts[2:]) if sets else " ".join(parts)
+    n = cfg.train.nproc
+    if n != then.get("train.nproc", 1) or n > 1:
+        parts.append(f"--nproc {n}")
+    line = " \\\n    ".join([" ".join(parts[:2])] + parts[2:]) if len(parts) > 2 else " ".join(parts)
+    if n > 1:  # what the launcher runs: accelerate's DDP launcher over the processes (RUN_DIR: the new run folder)
+        line += "\n# " + accelerate_display(n)
+    return line
 
 
 def memory_key(config: dict) -> str:
@@ -235,7 +248,13 @@ def estimate(config: dict, dataset: dict | None, lang: str) -> str:
         cfg = effective_config(config, dataset)
         # the data's own lengths make the estimate tighter; without them it is an upper bound
         profile = local_profile(cfg)
-        out = memory_html(estimate_memory(cfg, profile=profile), lang)
+        est = estimate_memory(cfg, profile=profile)
+        out = memory_html(est, lang)
+        n = cfg.train.nproc
+        if n > 1:  # the estimate is that of one process; N of them share a CPU machine's memory
+            key = "params.nproc.gpu" if est.device.kind == "cuda" else "params.nproc.cpu"
+            out += (f'<p class="ls-basis" id="hp-nproc">'
+                    f'{html.escape(t(key, lang, n=n, each=human_bytes(est.total), all=human_bytes(n * est.total)))}</p>')
         if profile is not None:  # the batches' padding, drawn at random and grouped by length
             b = cfg.train.per_device_train_batch_size
             key = "params.padding.on" if cfg.train.train_sampling_strategy == "group_by_length" else "params.padding.off"

@@ -23,7 +23,8 @@ from core.locale import text as t
 from core.errors import JobError
 from core.paths import safe_join
 from core.run import FINAL, RunFolder, Status, list_runs, read_metrics
-from core.train.job import JobStatus, TrainingJob, active_job
+from core.train.job import JobStatus, TrainingJob, active_job, claim
+from core.train.launch import FollowedRun, check_nproc, live_launched_runs, start_in_background
 from core.train.resume import SCHEDULES, More
 from gui.edge import error_html, note_html
 from gui.render.figures import curves_figure, runs_overlay_figure
@@ -37,20 +38,48 @@ POLL_S = 1.5
 # --------------------------------------------------------------------------- the job the page follows
 
 _lock = threading.Lock()
-_started: TrainingJob | None = None  # the last job this app started (it stays readable after it ends)
+_started: TrainingJob | FollowedRun | None = None  # the last job this app started (readable after it ends)
 
 
-def start_job(cfg: C.RunConfig, runs_dir: Path, **kwargs) -> TrainingJob:
+def start_job(cfg: C.RunConfig, runs_dir: Path, **kwargs) -> TrainingJob | FollowedRun:
     """Start a run in the background (``kwargs``: TrainingJob's resume_dir, more); JobError while another one
-    holds the slot."""
+    holds the slot.
+
+    With ``train.nproc`` > 1 the run is the CLI's launcher in a process of its own (``core.train.launch``), which
+    goes on if the app is closed; the page follows it through its folder, as after a restart (:func:`reattach`).
+    """
     global _started
     with _lock:
-        job = TrainingJob(cfg, runs_dir, **kwargs).start()
+        if cfg.train.nproc > 1:
+            check_nproc(cfg)  # before a process starts: its refusal here, in the page's message
+            job = start_in_background(cfg, runs_dir, resume_dir=kwargs.get("resume_dir"), more=kwargs.get("more"))
+            claim(job)
+        else:
+            job = TrainingJob(cfg, runs_dir, **kwargs).start()
         _started = job
     return job
 
 
-def current_job() -> TrainingJob | None:
+def reattach(runs_dir: Path) -> FollowedRun | None:
+    """At app start: follow a multi-process run of this runs folder that is still training (its processes outlive
+    the app), so that its progress, curves and Stop are there again."""
+    global _started
+    for folder in live_launched_runs(runs_dir):
+        run = FollowedRun(folder=folder, runs_dir=runs_dir)
+        if run.state in FINAL:
+            continue
+        with _lock:
+            try:
+                claim(run)
+            except JobError:
+                return None
+            _started = run
+        log.info("following the multi-process run %s", folder.path)
+        return run
+    return None
+
+
+def current_job() -> TrainingJob | FollowedRun | None:
     """The engine's active job, else the last one this app started (finished jobs leave the slot)."""
     return active_job() or _started
 
