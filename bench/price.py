@@ -51,19 +51,25 @@ NAMES = {"mean": "always the training rows' mean price", "linear_regression": "l
 
 
 def markdown(r: dict) -> str:
+    held_out = (f"the run's test split ({r['n_rows']} rows)" if r["split"] == "test" else
+                f"the run's held-out {r['split']} rows ({r['n_rows']}; the set has no test split)")
     lines = [f"`presets/price_qlora.yaml` with `model.name_or_path={r['model']}` and `train.num_train_epochs="
-             f"{r['epochs']}` (trained in {r['train_seconds']} s on this CPU), on the bundled synthetic "
-             f"`sample:books_price`; MAE in USD on the run's {r['split']} split ({r['n_rows']} rows); the baselines "
-             "are fitted on the same run's training rows and read no text. Made with `python -m bench --only price`.",
+             f"{r['epochs']}` (trained in {round(r['train_seconds'] or 0)} s on this CPU), on the bundled synthetic "
+             f"`sample:books_price`; MAE in USD on {held_out}; the baselines are fitted on the same run's training "
+             "rows and read no text. Made with `python -m bench --only price`.",
              "", "| predictor | MAE (USD) | answers without a price |", "|---|---|---|"]
     for name, mae in r["mae"].items():
         shown = NAMES.get(name, name)
         unparsed = r["unparsed"].get(name)
         lines.append(f"| {shown} | {mae if mae is not None else '—'} | "
                      f"{unparsed if unparsed is not None else '—'} |")
-    tuned, lin = r["mae"].get("fine-tuned (adapter)"), r["mae"].get("linear_regression")
-    if tuned is not None and lin is not None:
-        verdict = ("beats" if tuned < lin else "does not beat")
-        lines += ["", f"The fine-tuned model {verdict} linear regression within this budget "
-                      f"({tuned} against {lin} USD)."]
+    tuned = r["mae"].get("fine-tuned (adapter)")
+    base = {k: v for k, v in r["mae"].items() if k in NAMES and v is not None}
+    if tuned is not None and base:
+        beaten = [NAMES[k].split(" (")[0] for k, v in base.items() if tuned < v]
+        missed = [f"{NAMES[k].split(' (')[0]} ({v})" for k, v in base.items() if tuned >= v]
+        said = (f"beats {', '.join(beaten)}" + (f" but not {', '.join(missed)}" if missed else "") if beaten
+                else f"beats none of the baselines: {', '.join(missed)}")
+        lines += ["", f"Within this budget the fine-tuned model ({tuned} USD) {said}."
+                      + f" Fine-tuning took the base model from {r['mae'].get('base model')} to {tuned} USD."]
     return "\n".join(lines)

@@ -143,3 +143,25 @@ def test_the_quiz_command_refuses_bad_input_in_one_line(case, message, answer_fi
                   "--out", str(tmp_path / "q.csv"))
     assert res.returncode == 2, res.stderr
     assert message in res.stderr.strip().splitlines()[-1] and not (tmp_path / "q.csv").exists()
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3"])
+def test_the_focus_candidates_of_one_batch_are_the_one_by_one_greedy_answers(arch, micro_model_factory):
+    """The focus task writes its candidates in one left-padded batch: in float32 each is what generate() writes for
+    its prompt alone (same tokens, same mean log-prob), with prompts of different lengths."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from core.config import DecodingConfig
+    from core.inference.generate import generate
+    from core.inference.quiz import greedy_batch
+
+    path = micro_model_factory(arch)
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype="float32").eval()
+    prompts = ["Câu hỏi về RAM", "Bộ nhớ ROM chứa chương trình khởi động do nhà sản xuất ghi sẵn, và",
+               "CPU là bộ xử lý trung tâm của máy tính"]
+    decoding = DecodingConfig(max_new_tokens=12, repetition_penalty=1.15)
+    batched = greedy_batch(model, tok, prompts, decoding)
+    alone = generate(model, tok, prompts, decoding)
+    assert [text for text, _ in batched] == [g.text for g in alone]
+    assert all(lp < 0 for _, lp in batched)

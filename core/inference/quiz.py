@@ -206,6 +206,42 @@ def sample(model, tokenizer, prompt: str, n: int, decoding: DecodingConfig) -> l
     return results
 
 
+def greedy_batch(model, tokenizer, prompts: list[str], decoding: DecodingConfig) -> list[tuple[str, float]]:
+    """One greedy answer to each of several prompts in one left-padded batch, with their mean log-prob.
+
+    The focus task's candidates differ only in the sentence their prompt names: one batch costs far less than
+    one generate() per prompt on a CPU (the weights are read once per step for all of them). Left padding moves
+    the numbers a little, so a candidate may differ in a late token from its one-by-one generation; the quiz
+    compares no models, so that does not matter here (the Compare tab generates one prompt at a time).
+    """
+    import torch
+
+    encoded = [encode_prompt(tokenizer, p) for p in prompts]
+    gc = generation_config(decoding, model, tokenizer)
+    gc.do_sample = False
+    gc.return_dict_in_generate, gc.output_scores = True, True
+    pad = gc.pad_token_id if gc.pad_token_id is not None else 0
+    width = max(len(ids) for ids in encoded)
+    device = model_device(model)
+    x = torch.tensor([[pad] * (width - len(ids)) + ids for ids in encoded], device=device)
+    mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in encoded], device=device)
+    with torch.no_grad():
+        # the repetition penalty leaves out the whole padded prompt width: every row's new tokens start there
+        out = model.generate(input_ids=x, attention_mask=mask, generation_config=gc,
+                             logits_processor=logits_processors(decoding, width))
+        scores = model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
+    eos = gc.eos_token_id if isinstance(gc.eos_token_id, (list, tuple)) else [gc.eos_token_id]
+    results = []
+    for seq, sc in zip(out.sequences, scores):
+        new = seq[width:].tolist()
+        n = next((i for i, t in enumerate(new) if t in eos or t == pad), len(new))  # the row's own end
+        text = tokenizer.decode(new[:n], skip_special_tokens=True)
+        kept = sc[:n]
+        kept = kept[torch.isfinite(kept)]
+        results.append((text, float(kept.mean()) if kept.numel() else 0.0))
+    return results
+
+
 def question_template(run_dir: str | Path) -> str:
     """The template of a run that writes questions (cheap: reads run.json; call it before loading models).
 
@@ -268,10 +304,10 @@ class QuizWriter:
             # one greedy question per sentence: the sentences differ, so the candidates do without sampling
             focuses = focus_sentences(paragraph, n, seed)
             greedy = replace(self.decoding, seed=seed, do_sample=False)
+            prompts = [run_prompt(self.run_dir, {"context": paragraph, "focus": f}) for f in focuses]
             with self.models.use(self.which) as model:
-                drawn = [(*sample(model, self.models.tokenizer,
-                                  run_prompt(self.run_dir, {"context": paragraph, "focus": f}), 1, greedy)[0], f)
-                         for f in focuses]
+                drawn = [(text, lp, f) for (text, lp), f in
+                         zip(greedy_batch(model, self.models.tokenizer, prompts, greedy), focuses)]
         else:
             decoding = replace(self.decoding, seed=seed, do_sample=n > 1 or self.decoding.do_sample)
             with self.models.use(self.which) as model:

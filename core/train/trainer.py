@@ -259,7 +259,7 @@ def sft_config(cfg: RunConfig, checkpoints: Path):
         gradient_accumulation_steps=t.gradient_accumulation_steps, warmup_steps=warmup,
         lr_scheduler_type=t.lr_scheduler_type, optim=t.optim, weight_decay=t.weight_decay,
         max_grad_norm=t.max_grad_norm or 0.0, seed=t.seed, data_seed=t.seed,
-        gradient_checkpointing=t.gradient_checkpointing, logging_steps=t.logging_steps,
+        activation_checkpointing=t.gradient_checkpointing, logging_steps=t.logging_steps,
         eval_strategy="steps" if evaluate else "no", eval_steps=t.eval_steps if evaluate else None,
         save_strategy="steps", save_steps=t.save_steps, save_total_limit=t.save_total_limit,
         bf16=prec == "bf16", fp16=prec == "fp16", use_cpu=not on_gpu, report_to=report_to(t.report_to),
@@ -269,5 +269,5 @@ def sft_config(cfg: RunConfig, checkpoints: Path):
         # a LoRA step uses every trainable weight: DDP's search for unused ones is a wasted pass (multi-process runs)
         ddp_find_unused_parameters=False,
         train_sampling_strategy=t.train_sampling_strategy,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
+        activation_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
     )
