@@ -68,7 +68,23 @@ MEMORY_CASES = (
     ("demo preset: Gemma-3-270M, bfloat16", [], 20),
     ("defaults: SmolLM2-135M, float32", ["model.name_or_path=embedded:smollm2-135m-instruct", "model.dtype=auto",
                                          "train.precision=auto"], 10),
+    ("defaults, gradient checkpointing on", ["model.name_or_path=embedded:smollm2-135m-instruct", "model.dtype=auto",
+                                             "train.precision=auto", "train.gradient_checkpointing=on"], 10),
 )
+
+
+def _step_seconds(runs_dir: Path) -> float | None:
+    """The median time between logged steps after the first of the one run under ``runs_dir``."""
+    import json
+    import statistics
+
+    metrics = sorted(Path(runs_dir).glob("*/metrics.jsonl"))
+    if not metrics:
+        return None
+    elapsed = [json.loads(x)["elapsed"] for x in metrics[0].read_text().splitlines()
+               if x.strip() and "loss" in json.loads(x)]
+    gaps = [b - a for a, b in zip(elapsed[1:], elapsed[2:])]
+    return round(statistics.median(gaps), 2) if gaps else None
 
 
 def memory(reps: int = 3) -> dict:
@@ -84,7 +100,7 @@ def memory(reps: int = 3) -> dict:
             profile = data_profile(cfg)
             est = estimate_memory(cfg, profile=profile)
             bound = estimate_memory(cfg)  # without the data: every row max_length long, every logit computed
-            peaks = []
+            peaks, steps_s = [], []
             for i in range(reps):
                 args = ["train", DEMO, *[x for o in overrides for x in ("--set", o)], "--runs-dir", f"{tmp}/r{i}"]
                 code = ("import resource, runpy, sys; sys.argv = ['core'] + " + repr(args) + "\n"
@@ -96,17 +112,23 @@ def memory(reps: int = 3) -> dict:
                 if not line:
                     raise RuntimeError(f"memory run failed: {res.stderr[-500:]}")
                 peaks.append(int(line[0].split()[1]) * 1024.0)
+                step_s = _step_seconds(Path(f"{tmp}/r{i}"))
+                if step_s is not None:
+                    steps_s.append(step_s)
             s = summary(peaks)
+            pace = summary(steps_s) if steps_s else None
             err = 100 * (est.total - s["median"]) / s["median"]
             err_bound = 100 * (bound.total - s["median"]) / s["median"]
             cases.append({"label": label, "overrides": extra, "steps": steps, "peak_rss": s,
                           "estimate": est.breakdown(), "error_percent": round(err, 1),
                           "upper_bound": bound.breakdown(), "upper_bound_error_percent": round(err_bound, 1),
+                          "step_seconds": pace, "checkpointing": est.checkpointing,
                           "batch": {"size": est.batch_size, "length": est.length,
                                     "logit_positions": est.logit_positions}})
             rows_md.append(f"| {label} | {steps} | {human_bytes(s['median'])} ({human_bytes(s['min'])}–"
                            f"{human_bytes(s['max'])}) | **{human_bytes(est.total)}** ({err:+.0f}%) | "
-                           f"{human_bytes(bound.total)} ({err_bound:+.0f}%) |")
+                           f"{human_bytes(bound.total)} ({err_bound:+.0f}%) | "
+                           + (f"{pace['median']:.2f} ({pace['min']:.2f}–{pace['max']:.2f}) |" if pace else "— |"))
             parts_md.append((label, est, bound))
     head = " | ".join(label.split(":")[0] for label, _, _ in parts_md)
     table = "\n".join(
@@ -119,8 +141,9 @@ def memory(reps: int = 3) -> dict:
           f"`python -m core estimate`), which is computed from the data's own rows: a large batch (95th "
           f"percentile; {bases}), activations counted on the architecture itself (`core.models.activation_bytes`). "
           f"The upper bound is what the estimate says without the data (every row max_length long, every logit "
-          f"computed).\n\n| configuration | steps | measured peak RSS | estimate (error) | upper bound (error) |\n"
-          f"|---|---|---|---|---|\n" + "\n".join(rows_md) +
+          f"computed). s/step: the median time between logged steps after the first, the price of a setting that "
+          f"saves memory.\n\n| configuration | steps | measured peak RSS | estimate (error) | upper bound (error) | "
+          f"s/step |\n|---|---|---|---|---|---|\n" + "\n".join(rows_md) +
           f"\n\n| estimate part (from the data / upper bound) | {head} |\n|---|{'---|' * len(parts_md)}\n{table}")
     return {"cases": cases, "error_percent": cases[0]["error_percent"], "markdown": md}
 

@@ -304,11 +304,16 @@ def _cmd_estimate(args) -> int:
     b = cfg.train.per_device_train_batch_size
     print(f"padding: {100 * profile.padding_fraction(b):.0f}% of the batch tokens at random, "
           f"{100 * profile.padding_fraction(b, grouped=True):.0f}% with train.train_sampling_strategy="
-          f"group_by_length (this run: {cfg.train.train_sampling_strategy})")
+          f"group_by_length (this run: {cfg.train.train_sampling_strategy})"
+          + ("; none with data.packing=true (this run: rows packed end to end, each attending only to itself)"
+             if cfg.data.packing else ""))
     print(f"trainable parameters: {p.trainable:,} of {p.total:,} ({p.trainable_percent:.2f}%)")
     for k, v in est.breakdown().items():
         print(f"{k:<12} {human_bytes(v)}")
     print(f"device: {est.device.name}, available {human_bytes(est.device.available_bytes)}: {est.verdict}")
+    mode = cfg.train.gradient_checkpointing
+    print(f"gradient checkpointing: {'on' if est.checkpointing else 'off'} (train.gradient_checkpointing={mode}"
+          + (f"; without it {human_bytes(est.auto_checkpointing_from)})" if est.auto_checkpointing_from else ")"))
     n = cfg.train.nproc
     if n > 1:
         where = "on each GPU" if est.device.kind == "cuda" else f"{human_bytes(n * est.total)} for all {n} on this machine"

@@ -64,6 +64,7 @@ def test_parameter_count_matches_a_real_peft_model(micro_model, changes):
 
 def test_memory_estimate_grows_with_batch_and_shrinks_with_4bit(smollm2_dir):
     cfg = C.RunConfig()
+    C.set_value(cfg, "train.gradient_checkpointing", "off")
     small = estimate_memory(cfg)
     C.set_value(cfg, "train.per_device_train_batch_size", 16)
     big = estimate_memory(cfg)
@@ -71,10 +72,37 @@ def test_memory_estimate_grows_with_batch_and_shrinks_with_4bit(smollm2_dir):
     assert big.logits == 4 * small.logits
     C.set_value(cfg, "model.load_in_4bit", True)
     assert estimate_memory(cfg).weights < big.weights
-    C.set_value(cfg, "train.gradient_checkpointing", True)
+    C.set_value(cfg, "train.gradient_checkpointing", True)  # a preset's true / false reads as on / off
+    assert cfg.train.gradient_checkpointing == "on"
     assert estimate_memory(cfg).activations < big.activations
     assert small.verdict in ("fits", "tight", "does_not_fit")
     assert small.params.trainable > 0 and small.total == sum(v for k, v in small.breakdown().items() if k != "total")
+
+
+def test_auto_gradient_checkpointing_turns_on_only_when_the_run_would_not_fit(smollm2_dir):
+    """auto decides on the estimate without checkpointing: "fits" leaves it off; anything tighter turns it on, and
+    the estimate is then that with checkpointing, saying what it would have been without."""
+    from core.errors import ConfigError
+
+    for batch in (4, 256):  # the defaults, and a batch that fits no machine this runs on without checkpointing
+        cfg = C.RunConfig()
+        C.set_value(cfg, "train.per_device_train_batch_size", batch)
+        auto = estimate_memory(cfg)
+        C.set_value(cfg, "train.gradient_checkpointing", "off")
+        off = estimate_memory(cfg)
+        C.set_value(cfg, "train.gradient_checkpointing", "on")
+        on = estimate_memory(cfg)
+        assert auto.checkpointing == (off.verdict != "fits")
+        if auto.checkpointing:
+            assert auto.total == on.total < off.total and auto.auto_checkpointing_from == off.total
+            assert "gradient_checkpointing" not in auto.advice
+        else:
+            assert auto.total == off.total and not auto.auto_checkpointing_from
+    assert auto.checkpointing and batch == 256, "256 rows x 512 tokens of SmolLM2 without checkpointing: ~360 GiB"
+    C.set_value(cfg, "train.gradient_checkpointing", "false")
+    assert cfg.train.gradient_checkpointing == "off"
+    with pytest.raises(ConfigError, match="train.gradient_checkpointing.*auto, on, off.*'sometimes'"):
+        C.set_value(cfg, "train.gradient_checkpointing", "sometimes")
 
 
 def _saved_for_backward(model_dir, cfg, seq_len: int) -> int:

@@ -64,7 +64,21 @@ def test_cli_train_writes_a_complete_run_folder(run_cli, micro_model, tmp_path):
     assert cfg.model.name_or_path == str(micro_model) and cfg.train.max_steps == 3
     from core.allocator import find_jemalloc  # python -m core restarts itself under jemalloc when it is installed
 
-    assert json.loads((run_dir / "run.json").read_text())["allocator"] == ("jemalloc" if find_jemalloc() else "system")
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["allocator"] == ("jemalloc" if find_jemalloc() else "system")
+    # the default, auto: a micro model fits, so no checkpointing, and the estimate it decided on is recorded
+    assert info["gradient_checkpointing"]["mode"] == "auto" and info["gradient_checkpointing"]["on"] is False
+    assert info["gradient_checkpointing"]["estimate_bytes"] > 0
+
+
+def test_gradient_checkpointing_changes_memory_not_the_losses(micro_model, tmp_path):
+    """Checkpointing recomputes the activations in the backward pass: the same losses, step by step."""
+    runs = {mode: TrainingJob(_micro_cfg(micro_model, **{"train.gradient_checkpointing": mode, "train.max_steps": 2,
+                                                        "data.validation_fraction": 0}), tmp_path / mode).run()
+            for mode in ("off", "on")}
+    losses = {mode: [r["loss"] for r in read_jsonl(run / "metrics.jsonl") if "loss" in r] for mode, run in runs.items()}
+    assert len(losses["on"]) == 2 and losses["on"] == pytest.approx(losses["off"], abs=1e-5)
+    assert json.loads((runs["on"] / "run.json").read_text())["gradient_checkpointing"] == {"mode": "on", "on": True}
 
 
 @pytest.mark.parametrize("override", ["model.load_in_4bit=true", "lora.use_dora=true", "lora.init_lora_weights=olora"])
@@ -236,6 +250,49 @@ def test_sparse_logits_loss_equals_the_full_loss(micro_model, tokenizer):
     grads_sparse = [p.grad for p in model.parameters() if p.requires_grad]
     assert torch.allclose(full, sparse, atol=1e-5)
     for a, b in zip(grads_full, grads_sparse):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_a_packed_batch_gives_each_row_its_own_loss(micro_model, tokenizer):
+    """Padding-free packing (trl's collator, what ``data.packing`` trains with): rows laid end to end in one sequence,
+    each attending only to itself (position_ids restart per row; transformers builds the block mask on CPU SDPA).
+    The sparse loss and its gradients equal those of the same rows padded into a batch."""
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    from conftest import SHORT_MCQ
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    from core import data as D
+    from core.models.lora import build_lora_config
+    from core.train.trainer import sparse_logits_loss
+
+    prepared = D.prepare(C.DataConfig(source=str(SHORT_MCQ), validation_fraction=0), tokenizer)
+    rows = [{"input_ids": e.input_ids, "labels": e.labels} for e in prepared.train[:3]]
+    assert len({len(r["input_ids"]) for r in rows}) > 1, "rows of different lengths"
+    padded = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id)(rows)
+    packed = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id, padding_free=True)(rows)
+    assert packed["input_ids"].shape == (1, sum(len(r["input_ids"]) for r in rows)) and "attention_mask" not in packed
+    torch.manual_seed(0)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(micro_model), build_lora_config(C.LoraSection()))
+    for p in model.parameters():
+        if p.requires_grad:
+            torch.nn.init.normal_(p, std=0.02)
+    model.eval()
+    losses, grads = [], []
+    for batch in (padded, packed):
+        model.zero_grad()
+        trainer = SimpleNamespace(model=model, args=SimpleNamespace(average_tokens_across_devices=False, world_size=1),
+                                  _metrics={"train": defaultdict(list), "eval": defaultdict(list)},
+                                  _total_train_tokens=0)
+        loss = sparse_logits_loss(trainer, model, batch)
+        loss.backward()
+        losses.append(loss.detach())
+        grads.append([p.grad.clone() for p in model.parameters() if p.requires_grad])
+    assert torch.allclose(losses[0], losses[1], atol=1e-5), losses
+    for a, b in zip(*grads):
         assert torch.allclose(a, b, atol=1e-6)
 
 

@@ -68,6 +68,9 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
     origin = get_origin(tp)
     choices = literal_choices(tp)
     if choices is not None:
+        if {"on", "off"} <= set(choices) and (isinstance(value, bool) or str(value).strip().lower() in _TRUE | _FALSE):
+            # a switch with an "auto": true / false (a preset written before it had one) read as on / off
+            value = "on" if (value if isinstance(value, bool) else str(value).strip().lower() in _TRUE) else "off"
         if value not in choices:
             raise ConfigError(f"`{key}` must be one of {', '.join(map(str, choices))}, got {value!r}", field=key)
         return value

@@ -208,8 +208,12 @@ class DataConfig:
         vi="Giới hạn số dòng huấn luyện (sau khi lọc) để thử nhanh. 0: tất cả.")
     packing: bool = opt(
         False, label_en="Packing", label_vi="Ghép chuỗi",
-        en="Pack several short rows into one sequence of max_length: fewer padding tokens, faster on short data.",
-        vi="Ghép nhiều dòng ngắn vào một chuỗi dài max_length: ít token đệm hơn, nhanh hơn với dữ liệu ngắn.")
+        en="Lay rows end to end, up to max_length each, in one sequence without padding (trl's padding-free packing): "
+           "positions restart at every row, so a row attends only to itself and its loss is unchanged. Each step "
+           "then takes more rows.",
+        vi="Ghép các dòng nối tiếp nhau (mỗi chuỗi tối đa max_length) thành một chuỗi không có token đệm (ghép không "
+           "đệm của trl): vị trí bắt đầu lại ở mỗi dòng, nên mỗi dòng chỉ chú ý đến chính nó và loss không đổi. Mỗi "
+           "bước khi đó học nhiều dòng hơn.")
     completion_only_loss: bool = opt(
         True, group="basic", label_en="Loss on the answer only", label_vi="Chỉ tính loss trên câu trả lời",
         en="Compute the loss on the response only: the prompt tokens get label -100 and are not learned.",
@@ -275,10 +279,12 @@ class TrainSection:
         42, min=0, max=2**31 - 1, step=1, label_en="Seed", label_vi="Seed",
         en="Random seed for the data split, shuffling and adapter initialisation: the same seed gives the same run.",
         vi="Hạt giống ngẫu nhiên cho việc chia dữ liệu, xáo trộn và khởi tạo adapter: cùng seed cho cùng kết quả.")
-    gradient_checkpointing: bool = opt(
-        False, label_en="Gradient checkpointing", label_vi="Checkpoint gradient",
-        en="Recompute activations in the backward pass: much less activation memory, about 30% slower.",
-        vi="Tính lại activation khi lan truyền ngược: tốn ít bộ nhớ activation hơn nhiều, chậm hơn khoảng 30%.")
+    gradient_checkpointing: Literal["auto", "on", "off"] = opt(
+        "auto", label_en="Gradient checkpointing", label_vi="Checkpoint gradient",
+        en="Recompute activations in the backward pass: much less activation memory, about 30% slower. auto: on "
+           "only when the memory estimate says the run would not fit comfortably (over 80% of the free memory).",
+        vi="Tính lại activation khi lan truyền ngược: tốn ít bộ nhớ activation hơn nhiều, chậm hơn khoảng 30%. auto: "
+           "chỉ bật khi ước tính bộ nhớ cho thấy lần chạy không vừa thoải mái (quá 80% bộ nhớ còn trống).")
     logging_steps: int = opt(
         1, min=1, max=100_000, step=1, label_en="Log every N steps", label_vi="Ghi log mỗi N bước",
         en="How often the loss is recorded and plotted.", vi="Tần suất ghi và vẽ loss.")

@@ -37,6 +37,9 @@ class MemoryEstimate:
     length: int = 0  # tokens per row the estimate assumes
     logit_positions: int = 0  # positions per row whose logits are computed
     from_data: bool = False  # length and positions from the data's own rows (else: max_length, an upper bound)
+    checkpointing: bool = False  # counted with gradient checkpointing
+    # train.gradient_checkpointing=auto turned it on: without it the run would need this many bytes
+    auto_checkpointing_from: int = 0
 
     @property
     def total(self) -> int:
@@ -135,23 +138,27 @@ def data_profile(cfg: RunConfig) -> DataProfile:
         DataError / ModelLoadError: the data or the tokenizer cannot be read.
     """
     import json as _json
-    import random
 
     from core import data as D
 
     key = _json.dumps([asdict(cfg.data), cfg.model.name_or_path], sort_keys=True, default=str)
     if key not in _PROFILES:
         tok = load_tokenizer(resolve_model(cfg.model.name_or_path), cfg.model.trust_remote_code)
-        prepared = D.prepare(cfg.data, tok, seed=cfg.train.seed)
-        examples = prepared.train or prepared.validation
-        total = sum(len(e.input_ids) for e in examples) or 1
-        learned = sum(sum(1 for x in e.labels if x != -100) for e in examples)
-        sample = examples if len(examples) <= PROFILE_ROWS else random.Random(0).sample(examples, PROFILE_ROWS)
-        cap = cfg.data.max_length
-        rows = tuple((min(len(e.input_ids), cap), frozenset(i for i, x in enumerate(e.labels[1:cap]) if x != -100))
-                     for e in sample)
-        _PROFILES[key] = DataProfile(rows, learned / total, min(int(prepared.stats.p95), cap), prepared.stats)
+        _PROFILES[key] = profile_of(D.prepare(cfg.data, tok, seed=cfg.train.seed), cfg.data.max_length)
     return _PROFILES[key]
+
+
+def profile_of(prepared: Any, max_length: int) -> DataProfile:
+    """The profile of data already prepared (:class:`core.data.PreparedData`): what a training job has in hand."""
+    import random
+
+    examples = prepared.train or prepared.validation
+    total = sum(len(e.input_ids) for e in examples) or 1
+    learned = sum(sum(1 for x in e.labels if x != -100) for e in examples)
+    sample = examples if len(examples) <= PROFILE_ROWS else random.Random(0).sample(examples, PROFILE_ROWS)
+    rows = tuple((min(len(e.input_ids), max_length),
+                  frozenset(i for i, x in enumerate(e.labels[1:max_length]) if x != -100)) for e in sample)
+    return DataProfile(rows, learned / total, min(int(prepared.stats.p95), max_length), prepared.stats)
 
 
 BACKWARD_SLACK = 1.75
@@ -263,7 +270,32 @@ def activation_bytes(cfg: RunConfig, mconf: Any, seq_len: int, *, layer_params: 
 
 def estimate_memory(cfg: RunConfig, *, resolved: str | None = None, seq_len: int | None = None,
                     profile: DataProfile | None = None) -> MemoryEstimate:
-    """Predict peak training memory before Start.
+    """Predict peak training memory before Start, with gradient checkpointing as the run will have it.
+
+    ``train.gradient_checkpointing=auto`` turns it on when the run would not fit comfortably without it (the
+    verdict is not "fits"); the estimate then says so (``auto_checkpointing_from``: the bytes without it).
+    See :func:`_estimate` for what is counted.
+    """
+    mode = cfg.train.gradient_checkpointing
+    est = _estimate(cfg, resolved=resolved, seq_len=seq_len, profile=profile, checkpointing=mode == "on")
+    if mode == "auto" and est.verdict != "fits":
+        without = est.total
+        est = _estimate(cfg, resolved=resolved, seq_len=seq_len, profile=profile, checkpointing=True)
+        est.auto_checkpointing_from = without
+    return est
+
+
+def checkpointing_of(cfg: RunConfig, *, resolved: str | None = None, profile: DataProfile | None = None) -> bool:
+    """Whether the run trains with gradient checkpointing: on / off as set; auto as the estimate decides."""
+    mode = cfg.train.gradient_checkpointing
+    if mode != "auto":
+        return mode == "on"
+    return estimate_memory(cfg, resolved=resolved, profile=profile).checkpointing
+
+
+def _estimate(cfg: RunConfig, *, resolved: str | None, seq_len: int | None, profile: DataProfile | None,
+              checkpointing: bool) -> MemoryEstimate:
+    """The estimate with gradient checkpointing on or off.
 
     The model: frozen weights at their dtype (4-bit: ~0.52 byte per linear weight incl. double-quant
     constants; embeddings stay at the compute dtype), trainable parameters in fp32 with fp32 gradients
@@ -321,7 +353,7 @@ def estimate_memory(cfg: RunConfig, *, resolved: str | None = None, seq_len: int
     if probe is None:  # ≈ 18 values of the hidden size plus 4 of the MLP width per token and layer
         probe = ((18 * hidden + 4 * inter) * act_bytes, 0.0)
     per_layer, outside = probe
-    if cfg.train.gradient_checkpointing:  # each layer's input is kept; one layer is recomputed at a time
+    if checkpointing:  # each layer's input is kept; one layer is recomputed at a time
         per_token = layers * hidden * act_bytes + per_layer + outside
     else:
         per_token = layers * per_layer + outside
@@ -334,7 +366,7 @@ def estimate_memory(cfg: RunConfig, *, resolved: str | None = None, seq_len: int
     overhead = (500 << 20) if dev.kind == "cuda" else (700 << 20)  # CUDA context / the Python process itself
     est = MemoryEstimate(weights, trainable, trainable, optimizer, activations, logits, overhead, dev, params,
                          batch_size=batch, length=length, logit_positions=positions,
-                         from_data=profile is not None and seq_len is None)
+                         from_data=profile is not None and seq_len is None, checkpointing=checkpointing)
     est.advice = memory_advice(cfg, est)
     return est
 
@@ -346,7 +378,7 @@ def memory_advice(cfg: RunConfig, est: MemoryEstimate) -> list[str]:
     tips = []
     if est.activations + est.logits > est.weights and cfg.train.per_device_train_batch_size > 1:
         tips.append("smaller_batch_more_accumulation")
-    if not cfg.train.gradient_checkpointing:
+    if not est.checkpointing:
         tips.append("gradient_checkpointing")
     if not cfg.model.load_in_4bit:
         tips.append("load_in_4bit")

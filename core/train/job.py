@@ -316,9 +316,10 @@ class TrainingJob:
         log.info("run folder %s; %d train / %d validation rows; warnings: %s", folder.path, len(prepared.train),
                  len(prepared.validation), self.warnings or "none")
 
+        checkpointing = self._checkpointing(cfg, resolved, prepared)
         torch.manual_seed(cfg.train.seed)
         if cfg.model.load_in_4bit or cfg.model.load_in_8bit:
-            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.train.gradient_checkpointing)
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
         peft_model = get_peft_model(model, build_lora_config(cfg.lora, model))
         trainable, total = peft_model.get_nb_trainable_parameters()
         self.info.update({"trainable_params": trainable, "total_params": total})
@@ -335,7 +336,7 @@ class TrainingJob:
         self._env_added = tracker_env(cfg.train.report_to, folder.path)
         os.environ.update(self._env_added)
         trainer = trainer_class()(
-            model=peft_model, args=sft_config(cfg, folder.checkpoints), processing_class=tok,
+            model=peft_model, args=sft_config(cfg, folder.checkpoints, checkpointing=checkpointing), processing_class=tok,
             train_dataset=D.to_hf_dataset(prepared.train),
             eval_dataset=D.to_hf_dataset(prepared.validation) if prepared.validation else None,
             callbacks=[make_callback(self.progress, self._stop_check(), self.metrics.append,
@@ -381,6 +382,30 @@ class TrainingJob:
             self._set_stage("finished", steps=self.progress.step)
         self._write_run_json()
         log.info(self.message)
+
+    def _checkpointing(self, cfg: RunConfig, resolved: str, prepared: Any) -> bool:
+        """Gradient checkpointing for this run: as set, or for ``auto`` as the memory estimate on this run's own rows
+        decides (recorded in run.json, and said in the warnings when it turned it on)."""
+        from core.models.memory import estimate_memory, human_bytes, profile_of
+
+        mode = cfg.train.gradient_checkpointing
+        record: dict[str, Any] = {"mode": mode, "on": mode == "on"}
+        if mode == "auto":
+            try:
+                est = estimate_memory(cfg, resolved=resolved, profile=profile_of(prepared, cfg.data.max_length))
+            except Exception as e:  # noqa: BLE001 - an estimate that fails must not stop a run: train as set
+                log.warning("memory estimate failed (%s); training without gradient checkpointing", e)
+            else:
+                record.update(on=est.checkpointing, estimate_bytes=est.total)
+                if est.auto_checkpointing_from:
+                    record["without_bytes"] = est.auto_checkpointing_from
+                    budget = est.device.available_bytes or est.device.total_bytes
+                    self.warnings.append(
+                        f"train.gradient_checkpointing: auto turned it on: without it the run would need about "
+                        f"{human_bytes(est.auto_checkpointing_from)} of the {human_bytes(budget)} free (with it "
+                        f"{human_bytes(est.total)}); steps are about 30% slower")
+        self.info["gradient_checkpointing"] = record
+        return bool(record["on"])
 
     def _on_train_begin(self, plan: ResumePlan | None) -> None:
         """The trainer has started (a resumed run's checkpoint is loaded): only now is a resumed folder rewritten."""

@@ -238,8 +238,12 @@ def sparse_logits_loss(trainer, model, inputs: dict, num_items_in_batch=None):
     return loss
 
 
-def sft_config(cfg: RunConfig, checkpoints: Path):
-    """trl's SFTConfig from the train and data sections (the names are the libraries' own)."""
+def sft_config(cfg: RunConfig, checkpoints: Path, *, checkpointing: bool | None = None):
+    """trl's SFTConfig from the train and data sections (the names are the libraries' own).
+
+    ``checkpointing``: gradient checkpointing as decided for this run (:func:`core.models.memory.checkpointing_of`
+    resolves ``auto``); without it, ``auto`` reads as off.
+    """
     import torch
     from trl import SFTConfig
 
@@ -252,6 +256,7 @@ def sft_config(cfg: RunConfig, checkpoints: Path):
     # transformers 5 folds the warm-up ratio into warmup_steps (a float < 1 is a ratio)
     warmup: float = t.warmup_steps if t.warmup_steps else t.warmup_ratio
     evaluate = t.eval_steps > 0
+    gc = t.gradient_checkpointing == "on" if checkpointing is None else checkpointing
     return SFTConfig(
         output_dir=str(checkpoints), num_train_epochs=t.num_train_epochs, max_steps=t.max_steps,
         learning_rate=t.learning_rate, per_device_train_batch_size=t.per_device_train_batch_size,
@@ -259,7 +264,7 @@ def sft_config(cfg: RunConfig, checkpoints: Path):
         gradient_accumulation_steps=t.gradient_accumulation_steps, warmup_steps=warmup,
         lr_scheduler_type=t.lr_scheduler_type, optim=t.optim, weight_decay=t.weight_decay,
         max_grad_norm=t.max_grad_norm or 0.0, seed=t.seed, data_seed=t.seed,
-        activation_checkpointing=t.gradient_checkpointing, logging_steps=t.logging_steps,
+        activation_checkpointing=gc, logging_steps=t.logging_steps,
         eval_strategy="steps" if evaluate else "no", eval_steps=t.eval_steps if evaluate else None,
         save_strategy="steps", save_steps=t.save_steps, save_total_limit=t.save_total_limit,
         bf16=prec == "bf16", fp16=prec == "fp16", use_cpu=not on_gpu, report_to=report_to(t.report_to),
@@ -269,5 +274,5 @@ def sft_config(cfg: RunConfig, checkpoints: Path):
         # a LoRA step uses every trainable weight: DDP's search for unused ones is a wasted pass (multi-process runs)
         ddp_find_unused_parameters=False,
         train_sampling_strategy=t.train_sampling_strategy,
-        activation_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
+        activation_checkpointing_kwargs={"use_reentrant": False} if gc else None,
     )

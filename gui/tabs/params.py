@@ -223,6 +223,9 @@ def memory_html(est: MemoryEstimate, lang: str) -> str:
         basis = t("params.basis.data" if est.from_data else "params.basis.bound", lang, batch=est.batch_size,
                   length=est.length, positions=est.logit_positions)
         out += f'<p class="ls-basis" id="hp-basis">{html.escape(basis)}</p>'
+    if est.auto_checkpointing_from:
+        out += (f'<p class="ls-basis" id="hp-auto-checkpointing">'
+                f'{html.escape(t("params.auto_checkpointing", lang, without=human_bytes(est.auto_checkpointing_from)))}</p>')
     if est.advice:
         tips = "".join(f"<li>{html.escape(t('params.advice.' + code, lang))}</li>" for code in est.advice
                        if locale.has("params.advice." + code))
@@ -257,7 +260,8 @@ def estimate(config: dict, dataset: dict | None, lang: str) -> str:
                     f'{html.escape(t(key, lang, n=n, each=human_bytes(est.total), all=human_bytes(n * est.total)))}</p>')
         if profile is not None:  # the batches' padding, drawn at random and grouped by length
             b = cfg.train.per_device_train_batch_size
-            key = "params.padding.on" if cfg.train.train_sampling_strategy == "group_by_length" else "params.padding.off"
+            key = ("params.padding.packed" if cfg.data.packing else "params.padding.on"
+                   if cfg.train.train_sampling_strategy == "group_by_length" else "params.padding.off")
             padding = t(key, lang, random=100 * profile.padding_fraction(b),
                         grouped=100 * profile.padding_fraction(b, grouped=True))
             out += f'<p class="ls-basis" id="hp-padding">{html.escape(padding)}</p>'
