@@ -64,12 +64,10 @@ def load(reps: int = 3) -> dict:
 
 
 MEMORY_CASES = (
-    # (label, --set overrides on the demo preset, steps): enough steps for the batches to reach their long tail
-    ("demo preset: Gemma-3-270M, bfloat16", [], 20),
-    ("defaults: SmolLM2-135M, float32", ["model.name_or_path=embedded:smollm2-135m-instruct", "model.dtype=auto",
-                                         "train.precision=auto"], 10),
-    ("defaults, gradient checkpointing on", ["model.name_or_path=embedded:smollm2-135m-instruct", "model.dtype=auto",
-                                             "train.precision=auto", "train.gradient_checkpointing=on"], 10),
+    # (label, preset (None: every default), --set overrides, steps): enough steps for the batches to reach their tail
+    ("demo preset: Gemma-3-270M, bfloat16", DEMO, [], 20),
+    ("defaults: SmolLM2-135M, float32", None, [], 10),
+    ("defaults, gradient checkpointing on", None, ["train.gradient_checkpointing=on"], 10),
 )
 
 
@@ -94,15 +92,19 @@ def memory(reps: int = 3) -> dict:
 
     cases, rows_md, parts_md = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
-        for label, extra, steps in MEMORY_CASES:
+        defaults = Path(tmp) / "defaults.yaml"
+        defaults.write_text("{}\n", encoding="utf-8")  # every field at its default: what a new user starts from
+        for n, (label, preset, extra, steps) in enumerate(MEMORY_CASES):
+            preset = str(REPO_ROOT / preset) if preset else str(defaults)
             overrides = [*extra, f"train.max_steps={steps}", "data.validation_fraction=0", "train.save_steps=1000"]
-            cfg = C.load_yaml(REPO_ROOT / DEMO, overrides)
+            cfg = C.load_yaml(preset, overrides)
             profile = data_profile(cfg)
             est = estimate_memory(cfg, profile=profile)
             bound = estimate_memory(cfg)  # without the data: every row max_length long, every logit computed
             peaks, steps_s = [], []
             for i in range(reps):
-                args = ["train", DEMO, *[x for o in overrides for x in ("--set", o)], "--runs-dir", f"{tmp}/r{i}"]
+                runs = f"{tmp}/{n}-r{i}"
+                args = ["train", preset, *[x for o in overrides for x in ("--set", o)], "--runs-dir", runs]
                 code = ("import resource, runpy, sys; sys.argv = ['core'] + " + repr(args) + "\n"
                         "try:\n    runpy.run_module('core', run_name='__main__')\nexcept SystemExit:\n    pass\n"
                         "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
@@ -112,14 +114,15 @@ def memory(reps: int = 3) -> dict:
                 if not line:
                     raise RuntimeError(f"memory run failed: {res.stderr[-500:]}")
                 peaks.append(int(line[0].split()[1]) * 1024.0)
-                step_s = _step_seconds(Path(f"{tmp}/r{i}"))
+                step_s = _step_seconds(Path(runs))
                 if step_s is not None:
                     steps_s.append(step_s)
             s = summary(peaks)
             pace = summary(steps_s) if steps_s else None
             err = 100 * (est.total - s["median"]) / s["median"]
             err_bound = 100 * (bound.total - s["median"]) / s["median"]
-            cases.append({"label": label, "overrides": extra, "steps": steps, "peak_rss": s,
+            cases.append({"label": label, "preset": Path(preset).name if preset != str(defaults) else None,
+                          "overrides": extra, "steps": steps, "peak_rss": s,
                           "estimate": est.breakdown(), "error_percent": round(err, 1),
                           "upper_bound": bound.breakdown(), "upper_bound_error_percent": round(err_bound, 1),
                           "step_seconds": pace, "checkpointing": est.checkpointing,
@@ -136,7 +139,7 @@ def memory(reps: int = 3) -> dict:
                                  for _, e, b in parts_md) + " |" for k in parts_md[0][1].breakdown())
     bases = "; ".join(f"{label.split(':')[0]}: batch {e.batch_size} padded to {e.length} tokens, logits at "
                       f"{e.logit_positions} positions per row" for label, e, _ in parts_md)
-    md = (f"Command: `python -m bench --only memory`. Each configuration trains the demo preset's data in a fresh "
+    md = (f"Command: `python -m bench --only memory`. Each configuration (the demo preset; every default, which is SmolLM2-135M on the bundled MCQs) trains in a fresh "
           f"process, {reps} times; peak RSS against the estimate shown before Start (the Hyperparameters tab, "
           f"`python -m core estimate`), which is computed from the data's own rows: a large batch (95th "
           f"percentile; {bases}), activations counted on the architecture itself (`core.models.activation_bytes`). "

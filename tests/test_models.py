@@ -260,3 +260,18 @@ def test_the_8bit_options_reach_bitsandbytes_and_skipped_modules_stay_full_preci
     bad = C.load_yaml(REPO / "presets" / "demo.yaml", ["model.llm_int8_threshold=-1"])
     assert [str(i) for i in C.validate(bad) if i.field == "model.llm_int8_threshold"] == [
         "model.llm_int8_threshold: must be ≥ 0.0, got -1.0"]
+
+
+def test_a_batch_larger_than_the_data_is_estimated_with_the_rows_there_are(micro_model):
+    """Two training rows and batch 8: every step holds the two rows, and the estimate says so."""
+    from conftest import micro_overrides
+
+    cfg = C.load_yaml("presets/demo.yaml", micro_overrides(micro_model, **{"data.max_samples": 2,
+                                                                           "data.validation_fraction": 0}))
+    profile = data_profile(cfg)
+    assert len(profile.rows) == 2
+    C.set_value(cfg, "train.per_device_train_batch_size", 8)
+    big = estimate_memory(cfg, profile=profile)
+    C.set_value(cfg, "train.per_device_train_batch_size", 2)
+    two = estimate_memory(cfg, profile=profile)
+    assert big.batch_size == 2 and big.total == two.total

@@ -336,6 +336,8 @@ def _estimate(cfg: RunConfig, *, resolved: str | None, seq_len: int | None, prof
     optimizer = params.trainable * _OPTIM_BYTES.get(cfg.train.optim, 8)
 
     batch = cfg.train.per_device_train_batch_size
+    if profile is not None and 0 < len(profile.rows) < batch:
+        batch = len(profile.rows)  # a batch cannot hold more rows than the data have (all of them are profiled)
     length = seq_len or cfg.data.max_length
     positions = length
     if profile is not None and seq_len is None:
