@@ -285,14 +285,6 @@ def estimate_memory(cfg: RunConfig, *, resolved: str | None = None, seq_len: int
     return est
 
 
-def checkpointing_of(cfg: RunConfig, *, resolved: str | None = None, profile: DataProfile | None = None) -> bool:
-    """Whether the run trains with gradient checkpointing: on / off as set; auto as the estimate decides."""
-    mode = cfg.train.gradient_checkpointing
-    if mode != "auto":
-        return mode == "on"
-    return estimate_memory(cfg, resolved=resolved, profile=profile).checkpointing
-
-
 def _estimate(cfg: RunConfig, *, resolved: str | None, seq_len: int | None, profile: DataProfile | None,
               checkpointing: bool) -> MemoryEstimate:
     """The estimate with gradient checkpointing on or off.

@@ -241,8 +241,8 @@ def sparse_logits_loss(trainer, model, inputs: dict, num_items_in_batch=None):
 def sft_config(cfg: RunConfig, checkpoints: Path, *, checkpointing: bool | None = None):
     """trl's SFTConfig from the train and data sections (the names are the libraries' own).
 
-    ``checkpointing``: gradient checkpointing as decided for this run (:func:`core.models.memory.checkpointing_of`
-    resolves ``auto``); without it, ``auto`` reads as off.
+    ``checkpointing``: gradient checkpointing as decided for this run (the training job resolves ``auto`` with the
+    memory estimate); without it, ``auto`` reads as off.
     """
     import torch
     from trl import SFTConfig
