@@ -146,3 +146,14 @@ def _the_app_may_read_the_test_data():
     from gui.state import allow_data_dir
 
     allow_data_dir(SHORT_MCQ.parent)
+
+
+# The longest test files first: on two xdist workers (scripts/test.sh, a file each at a time) a long file that starts
+# last would leave one worker idle while the other finishes it. Within a file the order is unchanged.
+LONGEST_FIRST = ("test_reliability.py", "test_merge_matrix.py", "test_export.py",
+                 "test_multiprocess.py", "test_train.py", "test_merge.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
