@@ -285,9 +285,9 @@ class TrainSection:
         vi="Hạt giống ngẫu nhiên cho việc chia dữ liệu, xáo trộn và khởi tạo adapter: cùng seed cho cùng kết quả.")
     gradient_checkpointing: Literal["auto", "on", "off"] = opt(
         "auto", label_en="Gradient checkpointing", label_vi="Checkpoint gradient",
-        en="Recompute activations in the backward pass: much less activation memory, about 30% slower. auto: on "
+        en="Recompute activations in the backward pass: much less activation memory, about 40% slower. auto: on "
            "only when the memory estimate says the run would not fit comfortably (over 80% of the free memory).",
-        vi="Tính lại activation khi lan truyền ngược: tốn ít bộ nhớ activation hơn nhiều, chậm hơn khoảng 30%. auto: "
+        vi="Tính lại activation khi lan truyền ngược: tốn ít bộ nhớ activation hơn nhiều, chậm hơn khoảng 40%. auto: "
            "chỉ bật khi ước tính bộ nhớ cho thấy lần chạy không vừa thoải mái (quá 80% bộ nhớ còn trống).")
     logging_steps: int = opt(
         1, min=1, max=100_000, step=1, label_en="Log every N steps", label_vi="Ghi log mỗi N bước",

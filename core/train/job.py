@@ -403,7 +403,7 @@ class TrainingJob:
                     self.warnings.append(
                         f"train.gradient_checkpointing: auto turned it on: without it the run would need about "
                         f"{human_bytes(est.auto_checkpointing_from)} of the {human_bytes(budget)} free (with it "
-                        f"{human_bytes(est.total)}); steps are about 30% slower")
+                        f"{human_bytes(est.total)}); steps are about 40% slower")
         self.info["gradient_checkpointing"] = record
         return bool(record["on"])
 
