@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -11,12 +10,7 @@ import urllib.request
 from pathlib import Path
 
 from core.paths import REPO_ROOT
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from core.train.launch import free_port  # one owner: the launcher's rendezvous port too
 
 
 def serve(runs: Path, log: Path, *, lang: str = "vi", extra: tuple[str, ...] = (),
