@@ -144,6 +144,13 @@ def test_one_job_at_a_time(micro_model, tmp_path):
     try:
         with pytest.raises(JobError, match="already running"):
             TrainingJob(_micro_cfg(micro_model), tmp_path).start()
+        from gui.tabs.training import start_job
+
+        # a run over two processes is refused the same way, before any process or folder is made
+        launched = tmp_path / "launched"
+        with pytest.raises(JobError, match="already running"):
+            start_job(_micro_cfg(micro_model, **{"train.nproc": 2, "train.per_device_train_batch_size": 1}), launched)
+        assert not launched.exists()
     finally:
         first.stop()
         first.wait(120)

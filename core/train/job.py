@@ -47,9 +47,12 @@ def active_job() -> "TrainingJob | None":
     return _active
 
 
-def claim(job) -> None:
-    """Take the one training slot for ``job`` (a TrainingJob, or a core.train.launch.FollowedRun of other processes).
+def claim(job=None, *, start=None):
+    """Take the one training slot for ``job`` (a TrainingJob, or a core.train.launch.FollowedRun of other processes),
+    or for the job that ``start()`` starts once the slot is known to be free (nothing starts when it is not).
 
+    Returns:
+        The job that holds the slot now.
     Raises:
         JobError: another job holds it and has not ended.
     """
@@ -58,7 +61,8 @@ def claim(job) -> None:
         if _active is not None and _active is not job and _active.state not in FINAL + (Status.IDLE,):
             raise JobError(f"a training job is already running ({_active.run_dir or _active.cfg.run_name or 'loading'});"
                            " stop it or wait for it to finish", field="train")
-        _active = job
+        _active = job = start() if start is not None else job
+    return job
 
 
 def _release(job) -> None:

@@ -52,8 +52,9 @@ def start_job(cfg: C.RunConfig, runs_dir: Path, **kwargs) -> TrainingJob | Follo
     with _lock:
         if cfg.train.nproc > 1:
             check_nproc(cfg)  # before a process starts: its refusal here, in the page's message
-            job = start_in_background(cfg, runs_dir, resume_dir=kwargs.get("resume_dir"), more=kwargs.get("more"))
-            claim(job)
+            # the slot first: no process starts while another job trains
+            job = claim(start=lambda: start_in_background(cfg, runs_dir, resume_dir=kwargs.get("resume_dir"),
+                                                          more=kwargs.get("more")))
         else:
             job = TrainingJob(cfg, runs_dir, **kwargs).start()
         _started = job
