@@ -165,3 +165,71 @@ def test_the_focus_candidates_of_one_batch_are_the_one_by_one_greedy_answers(arc
     alone = generate(model, tok, prompts, decoding)
     assert [text for text, _ in batched] == [g.text for g in alone]
     assert all(lp < 0 for _, lp in batched)
+
+
+def test_the_mean_log_prob_of_a_candidate_is_what_transformers_computes(micro_model_factory):
+    """token_logprobs gives each generated token's log-probability as compute_transition_scores does (normalised
+    over the vocabulary, after the repetition penalty), without stacking every step's scores into one tensor."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from core.config import DecodingConfig
+    from core.inference.generate import generation_config, logits_processors
+    from core.inference.quiz import token_logprobs
+
+    path = micro_model_factory("llama")
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype="float32").eval()
+    decoding = DecodingConfig(max_new_tokens=10, do_sample=True, temperature=0.8, top_p=0.9, repetition_penalty=1.15)
+    gc = generation_config(decoding, model, tok)
+    gc.num_return_sequences, gc.return_dict_in_generate, gc.output_scores = 3, True, True
+    x = torch.tensor([tok("Bộ nhớ RAM là")["input_ids"]])
+    torch.manual_seed(0)
+    with torch.no_grad():
+        out = model.generate(input_ids=x, attention_mask=torch.ones_like(x), generation_config=gc,
+                             logits_processor=logits_processors(decoding, x.shape[1]))
+    ours = token_logprobs(out.scores, out.sequences)
+    theirs = model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
+    assert ours.shape == theirs.shape == (3, len(out.scores))
+    finite = torch.isfinite(theirs)
+    assert torch.equal(finite, torch.isfinite(ours)) and finite.any()
+    assert torch.allclose(ours[finite], theirs[finite], atol=1e-5)
+
+
+def test_the_output_layer_gets_a_contiguous_input_and_the_same_numbers(micro_model_factory):
+    """generate() gives the output layer the prompt's last position, a strided slice, which a CPU's bfloat16 matmul
+    handles by copying the weight once per row (seconds with Gemma's vocabulary): contiguous_head gives it a
+    contiguous copy instead, once per model, with bitwise the same logits."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from core.config import DecodingConfig
+    from core.inference.generate import contiguous_head
+    from core.inference.quiz import greedy_batch
+
+    path = micro_model_factory("gemma3")
+    tok = AutoTokenizer.from_pretrained(path)
+
+    def contiguity(model, hook: bool) -> list[bool]:
+        seen: list[bool] = []
+        model.get_output_embeddings().register_forward_hook(lambda m, args, out: seen.append(args[0].is_contiguous()))
+        x = tok(["Câu hỏi về RAM và ROM", "CPU"], return_tensors="pt", padding=True)
+        if hook:
+            contiguous_head(model)
+        with torch.no_grad():
+            model.generate(**x, max_new_tokens=3, do_sample=False)
+        return seen
+
+    tok.padding_side = "left"
+    plain = AutoModelForCausalLM.from_pretrained(path, dtype="bfloat16").eval()
+    assert not all(contiguity(plain, hook=False))  # the prefill's slice: what the hook is for
+    hooked = AutoModelForCausalLM.from_pretrained(path, dtype="bfloat16").eval()
+    assert all(contiguity(hooked, hook=True))
+    contiguous_head(hooked)  # once per model
+    assert len(hooked.get_output_embeddings()._forward_pre_hooks) == 1
+    h = torch.randn(2, 7, hooked.config.hidden_size, dtype=torch.bfloat16)
+    fresh = AutoModelForCausalLM.from_pretrained(path, dtype="bfloat16").eval()
+    with torch.no_grad():
+        assert torch.equal(fresh.get_output_embeddings()(h[:, -1:, :]), hooked.get_output_embeddings()(h[:, -1:, :]))
+        assert greedy_batch(hooked, tok, ["RAM"], DecodingConfig(max_new_tokens=4))[0][0] == \
+            greedy_batch(fresh, tok, ["RAM"], DecodingConfig(max_new_tokens=4))[0][0]

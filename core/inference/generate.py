@@ -73,6 +73,25 @@ def first_divergence(a_ids: Sequence[int], b_ids: Sequence[int]) -> int | None:
     return None
 
 
+def _contiguous_input(module, args):
+    return (args[0].contiguous(), *args[1:]) if args and not args[0].is_contiguous() else None
+
+
+def contiguous_head(model):
+    """Make the output layer's input contiguous before its matmul (once per model; the numbers do not change).
+
+    generate() feeds the output layer only the prompt's last position, a strided slice of the hidden states. On a
+    CPU, ``F.linear`` on such a 3-D slice in bfloat16 does not fold it into one matmul: it copies the weight once
+    per row of the batch and runs a batched matmul instead. With Gemma's 262k-token vocabulary that is 4.7 s of a
+    4-prompt batch's 15 s, against 0.03 s for the same product on a contiguous copy (bitwise equal results).
+    """
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if head is not None and not getattr(head, "_lora_studio_contiguous", False):
+        head.register_forward_pre_hook(_contiguous_input)
+        head._lora_studio_contiguous = True
+    return model
+
+
 def model_device(model):
     """The device of a model's first parameter (where its inputs must go)."""
     import torch
@@ -101,6 +120,7 @@ def generate(model, tokenizer, prompts: Iterable[str], decoding: DecodingConfig 
     decoding = decoding or DecodingConfig()
     gc = generation_config(decoding, model, tokenizer)
     device = model_device(model)
+    contiguous_head(model)
     out: list[Generation] = []
     for prompt in prompts:
         ids = encode_prompt(tokenizer, prompt)
