@@ -19,7 +19,7 @@ from typing import Any
 
 from core import tasks
 from core.tasks.mcq_sample import sample_paragraphs
-from core.tasks.mcq_reviews import REVIEWS, VERDICTS, load_reviews, review_key, reviewed_text
+from core.tasks.mcq_reviews import CORRECT, REVIEWS, VERDICTS, load_reviews, review_key, reviewed_text
 
 __all__ = ["REVIEWS", "VERDICTS", "load_reviews", "review_key", "generate", "report", "write_unread"]
 
@@ -68,16 +68,22 @@ def generate(run_dir: str | Path, cases: tuple[Case, ...] = CASES, limit: int | 
                   if case.pipeline else None)
         for p in paragraphs:
             t0 = time.monotonic()
+            extra = {}
             if writer is not None:
-                q = writer.write(p["context"], answer=p["answer"] if case.teacher_answer else None)[0]
+                # every candidate, best first: the first is the Classroom's question; all of them give the ceiling
+                # a perfect chooser would reach
+                written = writer.write(p["context"], answer=p["answer"] if case.teacher_answer else None,
+                                       k=writer.candidates)
+                q = written[0]
                 text, status, reasons = q.text, q.status, list(q.reasons)
+                extra = {"candidates": [{"key": review_key(p["context"], c.text), "text": c.text} for c in written]}
             else:
                 raw = models.generate([models.prompt_for({"context": p["context"]})], case.which, greedy)[0].text
                 cand = read_candidate(raw, p["context"], rekey=False)
                 text, status, reasons = reviewed_text(raw), "ok" if not cand.reasons else "flagged", list(cand.reasons)
             out.append({"case": case.name, "task": models.template, "context_id": p["context_id"], "text": text, "status": status,
                         "reasons": reasons, "seconds": round(time.monotonic() - t0, 2),
-                        "key": review_key(p["context"], text)})
+                        "key": review_key(p["context"], text), **extra})
     return out
 
 
@@ -116,6 +122,18 @@ def report(generated: list[dict], reviews: dict[str, dict] | None = None) -> dic
                      "seconds_p50": secs[len(secs) // 2] if secs else None,
                      "seconds_p95": secs[min(len(secs) - 1, int(0.95 * len(secs)))] if secs else None,
                      "unread": [g for g in rows if g["key"] not in reviews]}
+        out[name]["unread_candidates"] = [
+            {**{k: v for k, v in g.items() if k != "candidates"}, "text": c["text"], "key": c["key"], "candidate": True}
+            for g in rows for c in g.get("candidates") or () if c["key"] not in reviews]
+        pools = [g["candidates"] for g in rows if g.get("candidates")]
+        if pools:  # what a perfect chooser among the candidates would reach, over the candidates read so far
+            pools = [[c["key"] for c in pool] for pool in pools]
+            keys = [k for pool in pools for k in pool]
+            out[name]["candidates"] = {
+                "n": len(keys), "n_read": sum(k in reviews for k in keys),
+                "correct": sum(reviews.get(k, {}).get("verdict") == CORRECT for k in keys),
+                "any_correct": sum(any(reviews.get(k, {}).get("verdict") == CORRECT for k in pool) for pool in pools),
+                "all_read": sum(all(k in reviews for k in pool) for pool in pools), "paragraphs": len(pools)}
     return out
 
 
@@ -123,6 +141,12 @@ def write_unread(result: dict, runs_dir: Path = REVIEWS.parent) -> Path | None:
     """The questions still to read, one JSON line each, with their paragraph: what a reviewer works from."""
     paragraphs = {p["context_id"]: p["context"] for p in test_paragraphs()}
     unread = [g for case in result.values() for g in case["unread"]]
+    listed = {g["key"] for g in unread}
+    for case in result.values():  # then the other candidates still to read (report() left out the read ones)
+        for g in case.get("unread_candidates", ()):
+            if g["key"] not in listed:
+                listed.add(g["key"])
+                unread.append(g)
     if not unread:
         return None
     path = Path(runs_dir) / "unread.jsonl"
@@ -193,7 +217,11 @@ def section(run_dirs: list[str | Path], generated: list[dict] | None = None, lim
              "the first sentence. The runs of 2026-12-02 wrote the 4 questions one after another; from "
              "20261203-084527 on (the same recipe, retrained: its tuned-plain questions are the same texts) they are "
              "written in one left-padded batch, 1.8× faster; in bfloat16 the padding changes 11 of the 23 chosen "
-             "questions, which a reader judged anew (3 of those 11 correct, against 5 of the one-by-one ones).", "",
+             "questions, which a reader judged anew (3 of those 11 correct, against 5 of the one-by-one ones). From "
+             "20261203-113854 on (retrained once more: the same texts again), the output layer gets a contiguous "
+             "input and the candidates' log-probabilities are read step by step (`contiguous_head`, "
+             "`token_logprobs`): the same 23 questions, 1.7× faster. Its pipeline also reports every candidate, "
+             "each read, for the ceiling line under the table.", "",
              DEFINITION, "",
              "| case | structure valid | flagged by the checks | **reader-judged correct** | key_wrong | ambiguous | "
              "unanswerable | nonsense | invalid structure | s/question p50 / p95 |",
@@ -204,6 +232,13 @@ def section(run_dirs: list[str | Path], generated: list[dict] | None = None, lim
         lines.append(f"| {name} | {r['structure_valid']}/{r['n']} | {r['flagged']}/{r['n']} | {read} | "
                      f"{v['key_wrong']} | {v['ambiguous']} | {v['unanswerable']} | {v['nonsense']} | "
                      f"{v['invalid_structure']} | {r['seconds_p50']} / {r['seconds_p95']} |")
+    for name, r in result.items():
+        c = r.get("candidates")
+        if c:
+            lines += ["", f"*{name}*, all its candidates: {c['correct']} of the {c['n_read']} read (of {c['n']}) "
+                          f"are correct, and {c['any_correct']} of the {c['paragraphs']} paragraphs have at least one "
+                          f"correct candidate ({c['all_read']} paragraphs with every candidate read): the most a perfect "
+                          "chooser among them could reach."]
     reviews = load_reviews()
     wrong = [g for g in generated if g["key"] in reviews and reviews[g["key"]]["verdict"] != "correct"
              and reviews[g["key"]]["verdict"] != "invalid_structure"]
@@ -216,7 +251,8 @@ def section(run_dirs: list[str | Path], generated: list[dict] | None = None, lim
     if unread:
         lines += ["", f"Still to read: {sum(len(r['unread']) for r in result.values())} questions, listed in "
                       "`assets/reviews/unread.jsonl` by the last run."]
-    summary = {name: {k: v for k, v in r.items() if k != "unread"} | {"n_unread": len(r["unread"])}
+    summary = {name: {k: v for k, v in r.items() if k not in ("unread", "unread_candidates")}
+               | {"n_unread": len(r["unread"])}
                for name, r in result.items()}
     return {"runs": [Path(r).name for r in run_dirs], "cases": summary, "generated": generated,
             "markdown": "\n".join(lines)}

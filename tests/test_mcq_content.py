@@ -18,6 +18,7 @@ from core.tasks.mcq_content import (
     KEY_UNSUPPORTED,
     NEAR_DUPLICATE_OPTIONS,
     NO_OPTION_SUPPORTED,
+    NOT_A_QUESTION,
     OPTION_REPEATS_QUESTION,
     PLACEHOLDER_OPTIONS,
     QUESTION_COPIED,
@@ -240,6 +241,35 @@ def test_an_option_that_shares_a_phrase_with_the_question_does_not_repeat_it():
     assert OPTION_REPEATS_QUESTION not in codes_of(mcq("Bộ nhớ nào chứa chương trình khởi động?", options, "A"))
 
 
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Thanh ghi là vùng nhớ rất nhỏ nằm trong CPU.",  # a statement
+        "RAM lưu tạm dữ liệu và chương trình đang chạy?",  # a yes/no sentence with a question mark
+        "Dữ liệu trong ROM bị mất khi tắt máy, đúng hay sai?",  # asks for true or false, not one of four
+        "Bo nho nao chua chuong trinh khoi dong?",  # without tones "nao" is not the question word "nào"
+    ],
+)
+def test_a_stem_without_a_question_word_asks_nothing(question):
+    assert NOT_A_QUESTION in codes_of(mcq(question, key="B"))
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Khi mất điện, bộ nhớ nào giữ lại được nội dung?",
+        "Thanh ghi nằm ở đâu?",
+        "Vì sao dữ liệu trong RAM bị mất khi tắt máy?",
+        "Máy tính có mấy loại bộ nhớ trong?",
+        "Chương trình khởi động do ___ ghi sẵn.",  # a blank asks too
+        "Bộ nhớ chứa chương trình khởi động là:",  # a stem to complete
+        unicodedata.normalize("NFD", "ROM chứa gì?"),
+    ],
+)
+def test_a_question_word_a_blank_or_a_stem_to_complete_asks(question):
+    assert NOT_A_QUESTION not in codes_of(mcq(question, key="B"))
+
+
 # ---------------------------------------------------------------------------
 # The check as a whole
 # ---------------------------------------------------------------------------
@@ -295,6 +325,7 @@ def test_the_bundled_gold_mcqs_almost_all_pass(gold):
     assert summary["pass_rate"] >= 0.95
     assert summary["code_counts"][KEY_UNSUPPORTED] <= 12
     assert all(n <= 2 for code, n in summary["code_counts"].items() if code != KEY_UNSUPPORTED)
+    assert summary["code_counts"][NOT_A_QUESTION] == 0  # every gold question asks
 
 
 def test_a_gold_key_moved_to_a_distractor_is_mostly_caught(gold):
@@ -306,3 +337,14 @@ def test_a_gold_key_moved_to_a_distractor_is_mostly_caught(gold):
     # Measured: 66.3% of 1023 (76.6% where the options are not numbers, which are exempt).
     assert len(caught) == 1023
     assert sum(caught) / len(caught) >= 0.6
+
+
+def test_every_content_code_is_said_in_words_in_both_languages():
+    """The Classroom puts each reason code into words (gui.render.mcq_cards.describe_flags): a code without its
+    text would show as the bare code."""
+    from core import locale
+
+    for code in CONTENT_CODES:
+        for lang in ("en", "vi"):
+            words = locale.table(lang).get(f"mcq.content.{code}")
+            assert words and code not in words, (code, lang)

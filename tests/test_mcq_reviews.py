@@ -52,3 +52,25 @@ def test_the_committed_review_file_loads_and_every_line_has_its_reading():
     reviews = R.load_reviews()
     for key, row in reviews.items():
         assert row["verdict"] in R.VERDICTS and row["why"].strip() and row["text"].strip(), key
+
+
+def test_the_candidates_ceiling_counts_paragraphs_with_a_correct_candidate_among_the_read(tmp_path):
+    """The pipeline's rows carry every candidate: the report says how many paragraphs a perfect chooser would
+    get right (a correct candidate among the read ones), and lists the candidates still to read."""
+    bad = GOOD.replace("Đáp án: A", "Đáp án: B")
+    pools = [[GOOD, bad], [bad, "rác"], [bad, GOOD]]
+    generated = []
+    for i, pool in enumerate(pools):
+        para = PARAGRAPH + str(i)
+        generated.append({"case": "pipeline", "task": "mcq_focus", "context_id": f"p{i}", "text": pool[0],
+                          "status": "ok", "reasons": [], "seconds": 1.0, "key": R.review_key(para, pool[0]),
+                          "candidates": [{"key": R.review_key(para, t), "text": t} for t in pool]})
+    reviews = {R.review_key(PARAGRAPH + "0", GOOD): {"verdict": "correct"},
+               R.review_key(PARAGRAPH + "0", bad): {"verdict": "key_wrong"},
+               R.review_key(PARAGRAPH + "1", bad): {"verdict": "key_wrong"},
+               R.review_key(PARAGRAPH + "2", bad): {"verdict": "key_wrong"},
+               R.review_key(PARAGRAPH + "2", GOOD): {"verdict": "correct"}}
+    case = mcq_read.report(generated, reviews)["mcq_focus · pipeline"]
+    assert case["correct"] == 1  # the chosen: only p0's is right
+    assert case["candidates"] == {"n": 6, "n_read": 5, "correct": 2, "any_correct": 2, "all_read": 2, "paragraphs": 3}
+    assert [(g["context_id"], g["text"]) for g in case["unread_candidates"]] == [("p1", "rác")]

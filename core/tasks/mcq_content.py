@@ -36,6 +36,7 @@ per code — the false-flag rate of each check::
     question_off_topic        0
     question_copied           0
     option_repeats_question   0
+    not_a_question            0
     passed                  334  (97.9%)
 
 ``key_unsupported`` fires on 66.3% of the gold MCQs with the key moved to a distractor (each of the three: 1023
@@ -64,6 +65,7 @@ __all__ = [
     "PLACEHOLDER_OPTIONS",
     "QUESTION_OFF_TOPIC",
     "QUESTION_COPIED",
+    "NOT_A_QUESTION",
     "OPTION_REPEATS_QUESTION",
     "CONTENT_CODES",
     "STOP_WORDS",
@@ -95,6 +97,9 @@ QUESTION_OFF_TOPIC = "question_off_topic"
 QUESTION_COPIED = "question_copied"
 #: An option is the question itself, or a long span of it; ``options`` lists them.
 OPTION_REPEATS_QUESTION = "option_repeats_question"
+#: The stem asks nothing: no question word (gì, nào, bao nhiêu…), no blank, no completion cue — a statement, or a
+#: yes/no sentence, given four options.
+NOT_A_QUESTION = "not_a_question"
 
 #: Every content code, in the order :func:`check_content` reports them.
 CONTENT_CODES: tuple[str, ...] = (
@@ -105,6 +110,7 @@ CONTENT_CODES: tuple[str, ...] = (
     QUESTION_OFF_TOPIC,
     QUESTION_COPIED,
     OPTION_REPEATS_QUESTION,
+    NOT_A_QUESTION,
 )
 
 _LETTERS = ("A", "B", "C", "D")
@@ -161,6 +167,16 @@ PLACEHOLDER_MAX_DIGITS = 4
 # covering at least this share of it. Why: gold options reuse spans of their question as long as 6 of its 14
 # syllables ("Số lớn hơn trong hai số"), that is 0.43; an option that is most of the question answers nothing.
 REPEAT_SHARE = 0.6
+
+# not_a_question: the question words of Vietnamese (as syllables, tones included: "gi" is not "gì"). Why: every
+# one of the 341 gold questions holds one; of the 297 generated stems read by 2026-12-03
+# (assets/reviews/mcq.jsonl), the 35 without one were all judged wrong and the 41 judged correct all hold one.
+# Those 35 are statements copied from the paragraph, or yes/no sentences ("… có thể cắm theo cả hai chiều?")
+# given entity options. "hay"/"không" are left out: "đúng hay sai?" and "… không?" ask for yes or no, which four
+# options do not answer. A blank ("___") or a stem ending in a completion cue ("là", ":", "…") asks too, and is
+# left to the other checks.
+QUESTION_WORDS = ("gì", "nào", "sao", "bao nhiêu", "thế nào", "ai", "đâu", "mấy", "bao giờ", "bao lâu")
+_COMPLETION_END = re.compile(r"(?:\blà|:|…|\.\.\.)\s*$", re.IGNORECASE)
 
 # ---------------------------------------------------------------------------
 # Individual checks
@@ -299,6 +315,15 @@ def _copied_share(question: Sequence[str], paragraph: Paragraph) -> float:
     return sum(covered) / len(question)
 
 
+def _asks(question: str) -> bool:
+    """Whether a stem asks something: a question word, a blank, or a completion cue at its end."""
+    spaced = f" {' '.join(syllables(question))} "
+    if any(f" {word} " in spaced for word in QUESTION_WORDS):
+        return True
+    text = nfc(question).strip()
+    return bool(BLANK_RE.search(text)) or bool(_COMPLETION_END.search(text))
+
+
 def _repeats(option: str, question: str) -> bool:
     """The option is the question, or one holds the other and covers ≥ REPEAT_SHARE of it."""
     a, q = option_key(option), option_key(question)
@@ -423,6 +448,8 @@ def check_content(mcq: MCQ | str, paragraph: str) -> ContentCheck:
         repeating = tuple(x for x, t in present.items() if _repeats(t, question))
         if repeating:
             flags.append(ContentFlag(OPTION_REPEATS_QUESTION, repeating))
+        if not _asks(question):
+            flags.append(ContentFlag(NOT_A_QUESTION, ()))
 
     order = {code: n for n, code in enumerate(CONTENT_CODES)}
     flags.sort(key=lambda f: order[f.code])  # stable: pairs stay in letter order
