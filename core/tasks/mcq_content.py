@@ -176,6 +176,7 @@ REPEAT_SHARE = 0.6
 # options do not answer. A blank ("___") or a stem ending in a completion cue ("là", ":", "…") asks too, and is
 # left to the other checks.
 QUESTION_WORDS = ("gì", "nào", "sao", "bao nhiêu", "thế nào", "ai", "đâu", "mấy", "bao giờ", "bao lâu")
+_QUESTION_CUES = tuple(tuple(word.split()) for word in QUESTION_WORDS)
 _COMPLETION_END = re.compile(r"(?:\blà|:|…|\.\.\.)\s*$", re.IGNORECASE)
 
 # ---------------------------------------------------------------------------
@@ -315,10 +316,10 @@ def _copied_share(question: Sequence[str], paragraph: Paragraph) -> float:
     return sum(covered) / len(question)
 
 
-def _asks(question: str) -> bool:
-    """Whether a stem asks something: a question word, a blank, or a completion cue at its end."""
-    spaced = f" {' '.join(syllables(question))} "
-    if any(f" {word} " in spaced for word in QUESTION_WORDS):
+def _asks(question: str, asked: Sequence[str]) -> bool:
+    """Whether a stem asks something: a question word among its syllables ``asked``, a blank, or a completion cue
+    at its end."""
+    if _mentions(asked, _QUESTION_CUES):
         return True
     text = nfc(question).strip()
     return bool(BLANK_RE.search(text)) or bool(_COMPLETION_END.search(text))
@@ -448,7 +449,7 @@ def check_content(mcq: MCQ | str, paragraph: str) -> ContentCheck:
         repeating = tuple(x for x, t in present.items() if _repeats(t, question))
         if repeating:
             flags.append(ContentFlag(OPTION_REPEATS_QUESTION, repeating))
-        if not _asks(question):
+        if not _asks(question, asked):
             flags.append(ContentFlag(NOT_A_QUESTION, ()))
 
     order = {code: n for n, code in enumerate(CONTENT_CODES)}
