@@ -66,8 +66,10 @@ def load(reps: int = 3) -> dict:
 MEMORY_CASES = (
     # (label, preset (None: every default), --set overrides, steps): enough steps for the batches to reach their tail
     ("demo preset: Gemma-3-270M, bfloat16", DEMO, [], 20),
-    ("defaults: SmolLM2-135M, float32", None, [], 10),
-    ("defaults, gradient checkpointing on", None, ["train.gradient_checkpointing=on"], 10),
+    ("defaults: SmolLM2-135M, precision and checkpointing auto", None, [], 10),
+    ("defaults, gradient checkpointing off", None, ["train.gradient_checkpointing=off"], 10),
+    ("defaults in float32, checkpointing off (the defaults until 2026-12)", None,
+     ["train.precision=fp32", "model.dtype=float32", "train.gradient_checkpointing=off"], 10),
 )
 
 
@@ -126,9 +128,11 @@ def memory(reps: int = 3) -> dict:
                           "estimate": est.breakdown(), "error_percent": round(err, 1),
                           "upper_bound": bound.breakdown(), "upper_bound_error_percent": round(err_bound, 1),
                           "step_seconds": pace, "checkpointing": est.checkpointing,
+                          "precision": est.precision.compute, "weights": est.precision.weights,
                           "batch": {"size": est.batch_size, "length": est.length,
                                     "logit_positions": est.logit_positions}})
-            rows_md.append(f"| {label} | {steps} | {human_bytes(s['median'])} ({human_bytes(s['min'])}–"
+            how = f"{est.precision.compute}, {'on' if est.checkpointing else 'off'}"
+            rows_md.append(f"| {label} | {how} | {steps} | {human_bytes(s['median'])} ({human_bytes(s['min'])}–"
                            f"{human_bytes(s['max'])}) | **{human_bytes(est.total)}** ({err:+.0f}%) | "
                            f"{human_bytes(bound.total)} ({err_bound:+.0f}%) | "
                            + (f"{pace['median']:.2f} ({pace['min']:.2f}–{pace['max']:.2f}) |" if pace else "— |"))
@@ -145,10 +149,28 @@ def memory(reps: int = 3) -> dict:
           f"percentile; {bases}), activations counted on the architecture itself (`core.models.activation_bytes`). "
           f"The upper bound is what the estimate says without the data (every row max_length long, every logit "
           f"computed). s/step: the median time between logged steps after the first, the price of a setting that "
-          f"saves memory.\n\n| configuration | steps | measured peak RSS | estimate (error) | upper bound (error) | "
-          f"s/step |\n|---|---|---|---|---|---|\n" + "\n".join(rows_md) +
+          f"saves memory. precision, checkpointing: as this machine resolved them (auto: bf16 with bfloat16 weights "
+          f"on a CPU with native bf16; checkpointing on when the activations would be over half of the memory)."
+          f"\n\n| configuration | precision, checkpointing | steps | measured peak RSS | estimate (error) | "
+          f"upper bound (error) | s/step |\n|---|---|---|---|---|---|---|\n" + "\n".join(rows_md) +
           f"\n\n| estimate part (from the data / upper bound) | {head} |\n|---|{'---|' * len(parts_md)}\n{table}")
+    md += memory_summary(cases)
     return {"cases": cases, "error_percent": cases[0]["error_percent"], "markdown": md}
+
+
+def memory_summary(cases: list[dict]) -> str:
+    """The defaults' figure against the ≤ 3 GiB target, and what it costs in time (MEMORY_CASES' order)."""
+    from core.models.memory import human_bytes
+
+    auto, off, before = cases[1], cases[2], cases[3]
+    pace = lambda c: c["step_seconds"]["median"] if c["step_seconds"] else float("nan")  # noqa: E731
+    return (f"\n\nThe defaults as they now resolve ({auto['precision']}, checkpointing "
+            f"{'on' if auto['checkpointing'] else 'off'}) peak at **{human_bytes(auto['peak_rss']['median'])}** "
+            f"(target ≤ 3 GiB; estimate {auto['error_percent']:+.0f}%), at {pace(auto):.2f} s/step: "
+            f"{pace(auto) / pace(off):.2f}× the time of the same precision without checkpointing "
+            f"({human_bytes(off['peak_rss']['median'])}) and {pace(auto) / pace(before):.2f}× that of the float32 "
+            f"defaults before ({human_bytes(before['peak_rss']['median'])}). Set train.gradient_checkpointing=off "
+            f"to trade the memory back for speed.")
 
 
 def e2e(reps: int = 3, runs_dir: str | Path | None = None) -> dict:

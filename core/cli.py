@@ -313,7 +313,13 @@ def _cmd_estimate(args) -> int:
     print(f"device: {est.device.name}, available {human_bytes(est.device.available_bytes)}: {est.verdict}")
     mode = cfg.train.gradient_checkpointing
     print(f"gradient checkpointing: {'on' if est.checkpointing else 'off'} (train.gradient_checkpointing={mode}"
-          + (f"; without it {human_bytes(est.auto_checkpointing_from)})" if est.auto_checkpointing_from else ")"))
+          + (f"; without it {human_bytes(est.auto_checkpointing_from)}: "
+             + ("more than fits comfortably)" if est.auto_checkpointing_why == "not_fit"
+                else "mostly activations, recomputed at about 40-50% more time per step)")
+             if est.auto_checkpointing_from else ")"))
+    pr = est.precision
+    print(f"precision: {pr.compute} compute, {pr.weights} weights (train.precision={cfg.train.precision}, "
+          f"model.dtype={cfg.model.dtype}: {pr.why})")
     n = cfg.train.nproc
     if n > 1:
         where = "on each GPU" if est.device.kind == "cuda" else f"{human_bytes(n * est.total)} for all {n} on this machine"

@@ -103,8 +103,9 @@ def micro_overrides(model_dir: Path, **extra) -> list[str]:
     base = {"model.name_or_path": str(model_dir), "data.source": str(SHORT_MCQ), "data.max_length": 256,
             "data.validation_fraction": 0, "train.max_steps": 3, "train.per_device_train_batch_size": 2,
             "train.save_steps": 100, "train.logging_steps": 1,
-            # the demo's bfloat16 speed-up is for the real model on a CPU with native bf16; tests run in float32
-            "model.dtype": "auto", "train.precision": "auto"}
+            # auto means bfloat16 on a CPU with native bf16 (the demo's speed-up); the tests' exact loss and merge
+            # comparisons are in float32 on every machine
+            "model.dtype": "float32", "train.precision": "fp32"}
     base.update(extra)
     return [f"{k}={v}" for k, v in base.items()]
 

@@ -6,6 +6,7 @@ SmolLM2 tokenizer and (for the Training tab) one short micro-model run.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shlex
@@ -18,6 +19,7 @@ from conftest import REPO, SHORT_MCQ, micro_overrides
 
 from core import config as C
 from core.errors import ConfigError, DataError
+from core.locale import text as t
 from gui import forms
 from gui.render import figures
 from gui.state import effective_config
@@ -189,6 +191,14 @@ def test_memory_estimate_html_has_verdict_breakdown_and_translated_advice(micro_
     assert 'id="hp-verdict"' in out and "Tham số được huấn luyện" in out and "Tổng" in out
     assert 'id="hp-basis"' in out and "phân vị 95" in out  # the bundled sample is local: its own lengths count
     assert re.search(r'id="hp-padding">Token đệm: \d+% .* sẽ còn \d+%', out), out
+    # the precision auto picks on this machine, and why, in words
+    from core.models.load import training_precision
+
+    why = training_precision(cfg.model, "auto").why
+    assert f'data-why="{why}"' in out and t(f"params.precision.why.{why}", "vi") in html.unescape(out)
+    pinned = tab_params.estimate(C.to_dict(C.RunConfig(model=C.ModelConfig(name_or_path=str(micro_model)),
+                                                       train=C.TrainSection(precision="fp32"))), None, "en")
+    assert 'data-why="chosen"' in pinned and "Precision: fp32 compute, float32 frozen weights. As set" in pinned
     cfg.train.train_sampling_strategy = "group_by_length"
     on = tab_params.estimate(C.to_dict(cfg), None, "en")
     assert re.search(r'id="hp-padding">Padding: \d+% .* batched together \(\d+% at random\)', on), on

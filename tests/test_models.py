@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
 import pytest
 from conftest import REPO
 
 from core import config as C
 from core.errors import ModelLoadError
-from core.models.load import effective_precision, load_model, load_tokenizer
+from core.models.load import load_model, load_tokenizer
 from core.models.lora import build_lora_config, count_parameters
 from core.models import memory
 from core.models.memory import PROBE_MAX_LAYER_PARAMS, activation_bytes, data_profile, estimate_memory
@@ -79,26 +80,32 @@ def test_memory_estimate_grows_with_batch_and_shrinks_with_4bit(smollm2_dir):
     assert small.params.trainable > 0 and small.total == sum(v for k, v in small.breakdown().items() if k != "total")
 
 
-def test_auto_gradient_checkpointing_turns_on_only_when_the_run_would_not_fit(smollm2_dir):
-    """auto decides on the estimate without checkpointing: "fits" leaves it off; anything tighter turns it on, and
-    the estimate is then that with checkpointing, saying what it would have been without."""
+def test_auto_gradient_checkpointing_turns_on_when_the_run_would_not_fit_or_is_mostly_activations(smollm2_dir):
+    """auto decides on the estimate without checkpointing: on when it does not "fit" or when the activations are over
+    half of it (the defaults: SmolLM2, 4 rows of 512 tokens), off otherwise (one row of 64 tokens); the estimate is
+    then that with checkpointing, saying what it would have been without, and why."""
     from core.errors import ConfigError
 
-    for batch in (4, 256):  # the defaults, and a batch that fits no machine this runs on without checkpointing
+    whys = {}
+    # one short row; the defaults; a batch that fits no machine this runs on without checkpointing
+    for batch, length in ((1, 64), (4, 512), (256, 512)):
         cfg = C.RunConfig()
         C.set_value(cfg, "train.per_device_train_batch_size", batch)
+        C.set_value(cfg, "data.max_length", length)
         auto = estimate_memory(cfg)
         C.set_value(cfg, "train.gradient_checkpointing", "off")
         off = estimate_memory(cfg)
         C.set_value(cfg, "train.gradient_checkpointing", "on")
         on = estimate_memory(cfg)
-        assert auto.checkpointing == (off.verdict != "fits")
+        why = "not_fit" if off.verdict != "fits" else "activations" if off.activations > off.total / 2 else ""
+        assert auto.checkpointing == bool(why) and auto.auto_checkpointing_why == why
         if auto.checkpointing:
             assert auto.total == on.total < off.total and auto.auto_checkpointing_from == off.total
             assert "gradient_checkpointing" not in auto.advice
         else:
             assert auto.total == off.total and not auto.auto_checkpointing_from
-    assert auto.checkpointing and batch == 256, "256 rows x 512 tokens of SmolLM2 without checkpointing: ~360 GiB"
+        whys[batch] = why
+    assert whys == {1: "", 4: "activations", 256: "not_fit"}, "256 rows x 512 tokens of SmolLM2: ~360 GiB"
     C.set_value(cfg, "train.gradient_checkpointing", "false")
     assert cfg.train.gradient_checkpointing == "off"
     with pytest.raises(ConfigError, match="train.gradient_checkpointing.*auto, on, off.*'sometimes'"):
@@ -132,6 +139,7 @@ def test_activation_probe_extrapolates_two_layers_to_the_real_depth(micro_model_
     deep = micro_model_factory(layers=6)
     cfg = C.RunConfig()
     cfg.model.name_or_path = str(deep)
+    cfg.model.dtype, cfg.train.precision = "float32", "fp32"  # auto: bfloat16 on a CPU with native bf16
     _, mconf = count_parameters(cfg)
     per_layer, outside = activation_bytes(cfg, mconf, 64)
     assert per_layer > 64 * 4  # at least the layer's input, in float32
@@ -193,12 +201,50 @@ def test_memory_estimate_from_the_data_counts_the_logits_the_batch_computes(micr
     assert estimate_memory(cfg, profile=profile).logits * 512 == bound.logits * batch.padded_length
 
 
-def test_effective_precision_follows_the_trainer():
-    import torch
+def test_training_precision_auto_follows_the_device_and_says_why():
+    from core.config import ModelConfig
+    from core.models.load import DeviceInfo, training_precision
 
-    assert effective_precision("bf16") == "bf16" and effective_precision("fp32") == "fp32"
-    expected = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if torch.cuda.is_available() else "fp32"
-    assert effective_precision("auto") == expected
+    def dev(kind, bf16):
+        return DeviceInfo(kind, "x", 0, 0, bf16)
+
+    auto = ModelConfig()
+    got = lambda model, prec, d: (lambda p: (p.compute, p.weights, p.why))(training_precision(model, prec, d))  # noqa: E731
+    assert got(auto, "auto", dev("cpu", True)) == ("bf16", "bfloat16", "cpu_native_bf16")
+    assert got(auto, "auto", dev("cpu", False)) == ("fp32", "float32", "cpu_no_bf16")
+    assert got(auto, "auto", dev("cuda", True)) == ("bf16", "bfloat16", "cuda_bf16")
+    assert got(auto, "auto", dev("cuda", False)) == ("fp16", "float16", "cuda_fp16")
+    # weights pinned to float32: bf16 autocast over them is slower than float32 on a CPU, so auto stays float32
+    assert got(ModelConfig(dtype="float32"), "auto", dev("cpu", True)) == ("fp32", "float32", "weights_float32")
+    # QLoRA on a CPU keeps its float32 compute (the arithmetic the checked merge reproduces)
+    q = ModelConfig(load_in_4bit=True)
+    assert got(q, "auto", dev("cpu", True)) == ("fp32", "float32", "quantized")
+    # a choice is kept; auto weights follow a bf16 choice on a CPU
+    assert got(auto, "bf16", dev("cpu", False)) == ("bf16", "bfloat16", "chosen")
+    assert got(auto, "fp32", dev("cpu", True)) == ("fp32", "float32", "chosen")
+
+
+def test_cpu_native_bf16_reads_the_cpu_flags():
+    from core.models.load import cpu_native_bf16, device_info
+
+    flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("flags")), [])
+    assert cpu_native_bf16() == ("avx512_bf16" in flags or "amx_bf16" in flags)
+    if device_info().kind == "cpu":
+        assert device_info().bf16 == cpu_native_bf16()
+
+
+def test_resolve_training_is_idempotent_and_leaves_quantized_weights_alone():
+    from core.config import RunConfig
+    from core.models.load import resolve_training
+
+    cfg, p = resolve_training(RunConfig())
+    assert (cfg.train.precision, cfg.model.dtype) == (p.compute, p.weights)
+    again, p2 = resolve_training(cfg)
+    assert again == cfg and (p2.compute, p2.weights) == (p.compute, p.weights)
+    q = RunConfig()
+    q.model.load_in_4bit = True
+    assert resolve_training(q)[0].model.dtype == "auto"
 
 
 def test_cli_estimate_prints_what_the_estimate_assumes(micro_model, capsys):

@@ -139,6 +139,59 @@ def test_stop_leaves_a_loadable_adapter_and_resume_continues(micro_model, tmp_pa
     assert steps == list(range(1, stopped_at + 3)), "resume continues from the checkpoint's step, no repeats"
 
 
+def test_auto_precision_is_resolved_recorded_and_kept_on_resume(micro_model, tmp_path):
+    """auto precision and weights dtype become what this machine trains with, in config.yaml and run.json; a run
+    from before that record resumes as auto meant then (float32 on a CPU), not in a new arithmetic."""
+    from core.models.load import training_precision
+
+    auto = {"model.dtype": "auto", "train.precision": "auto", "train.max_steps": 2, "data.validation_fraction": 0,
+            "train.save_steps": 1}
+    cfg = _micro_cfg(micro_model, **auto)
+    expected = training_precision(cfg.model, "auto")
+    run_dir = TrainingJob(cfg, tmp_path).run()
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["precision"] == {"compute": expected.compute, "weights": expected.weights, "why": expected.why}
+    saved = C.load_yaml(run_dir / "config.yaml")
+    assert (saved.train.precision, saved.model.dtype) == (expected.compute, expected.weights)
+
+    # an older folder: auto in its config, no record; resuming it trains in float32 as it started
+    (run_dir / "config.yaml").write_text((run_dir / "config.yaml").read_text()
+                                         .replace(f"precision: {expected.compute}", "precision: auto")
+                                         .replace(f"dtype: {expected.weights}", "dtype: auto"), encoding="utf-8")
+    del info["precision"]
+    (run_dir / "run.json").write_text(json.dumps(info), encoding="utf-8")
+    old = C.load_yaml(run_dir / "config.yaml")
+    assert (old.train.precision, old.model.dtype) == ("auto", "auto")
+    from core.train.resume import More
+
+    resumed = TrainingJob(old, tmp_path, resume_dir=run_dir, more=More(steps=1))
+    assert resumed.run() == run_dir and resumed.state == "finished", resumed.error_message
+    assert (resumed.cfg.train.precision, resumed.cfg.model.dtype) == ("fp32", "float32")
+
+
+def test_eager_attention_trains_the_same_losses_as_sdpa(micro_model, tmp_path):
+    """model.attn_implementation reaches the loaded model; eager and sdpa are the same arithmetic in float32."""
+    losses = {}
+    for impl in ("sdpa", "eager"):
+        run = TrainingJob(_micro_cfg(micro_model, **{"model.attn_implementation": impl, "train.max_steps": 2,
+                                                     "data.validation_fraction": 0}), tmp_path / impl).run()
+        losses[impl] = [r["loss"] for r in read_jsonl(run / "metrics.jsonl") if "loss" in r]
+        assert C.load_yaml(run / "config.yaml").model.attn_implementation == impl
+    assert len(losses["eager"]) == 2 and losses["eager"] == pytest.approx(losses["sdpa"], abs=1e-5)
+
+
+def test_flash_attention_without_a_gpu_is_a_clear_error(micro_model):
+    from core.errors import ModelLoadError
+    from core.models.load import load_model
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU machine: flash_attention_2 may load")
+    cfg = C.ModelConfig(name_or_path=str(micro_model), attn_implementation="flash_attention_2")
+    with pytest.raises(ModelLoadError, match="flash_attention_2 needs a CUDA GPU") as e:
+        load_model(cfg)
+    assert e.value.field == "model.attn_implementation"
+
+
 def test_one_job_at_a_time(micro_model, tmp_path):
     first = TrainingJob(_micro_cfg(micro_model, **{"train.max_steps": 400}), tmp_path).start()
     try:

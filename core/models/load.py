@@ -7,6 +7,7 @@ bitsandbytes config, and :func:`exact_4bit`.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import os
 from dataclasses import dataclass
@@ -44,7 +45,24 @@ def device_info() -> DeviceInfo:
         available = int(info["MemAvailable"].split()[0]) * 1024
     except (OSError, KeyError, ValueError):
         pass
-    return DeviceInfo("cpu", f"CPU ({os.cpu_count()} cores)", total, available, False)
+    return DeviceInfo("cpu", f"CPU ({os.cpu_count()} cores)", total, available, cpu_native_bf16())
+
+
+def cpu_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16, from /proc/cpuinfo's flags).
+
+    torch also runs bfloat16 on other CPUs, emulated: there it is slower than float32. Off the reader's Linux
+    flags (another OS, a container hiding them) the answer is no, and training stays in float32.
+    """
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            return bool(flags & {"avx512_bf16", "amx_bf16"})
+    return False
 
 
 def resolve_dtype(name: str, dev: DeviceInfo | None = None):
@@ -117,7 +135,8 @@ def load_model(cfg: ModelConfig, *, resolved: str | None = None):
     path = resolved or resolve_model(cfg.name_or_path)
     tok = load_tokenizer(path, cfg.trust_remote_code)
     dev = device_info()
-    kwargs: dict[str, Any] = {"dtype": resolve_dtype(cfg.dtype, dev), "trust_remote_code": cfg.trust_remote_code}
+    kwargs: dict[str, Any] = {"dtype": resolve_dtype(cfg.dtype, dev), "trust_remote_code": cfg.trust_remote_code,
+                              **attention_kwargs(cfg, dev)}
     if quant is not None:
         kwargs["quantization_config"] = quant
         kwargs["device_map"] = {"": 0} if dev.kind == "cuda" else {"": "cpu"}
@@ -130,6 +149,25 @@ def load_model(cfg: ModelConfig, *, resolved: str | None = None):
     if quant is not None:
         exact_4bit(model)
     return model, tok, path
+
+
+def attention_kwargs(cfg: ModelConfig, dev: DeviceInfo | None = None) -> dict[str, str]:
+    """``attn_implementation`` for from_pretrained / from_config: none for auto (the model's default).
+
+    Raises:
+        ModelLoadError: flash_attention_2 without a GPU or without the flash-attn package.
+    """
+    if cfg.attn_implementation == "auto":
+        return {}
+    if cfg.attn_implementation == "flash_attention_2":
+        dev = dev or device_info()
+        if dev.kind != "cuda":
+            raise ModelLoadError("model.attn_implementation=flash_attention_2 needs a CUDA GPU; this machine has "
+                                 f"{dev.name}: use auto, sdpa or eager", field="model.attn_implementation")
+        if importlib.util.find_spec("flash_attn") is None:
+            raise ModelLoadError("model.attn_implementation=flash_attention_2 needs the flash-attn package "
+                                 "(pip install flash-attn); use auto or sdpa", field="model.attn_implementation")
+    return {"attn_implementation": cfg.attn_implementation}
 
 
 def exact_4bit(model):
@@ -155,16 +193,60 @@ def exact_4bit(model):
     return model
 
 
-def effective_precision(precision: str) -> str:
-    """What ``train.precision`` means on this machine: bf16 | fp16 | fp32 (``auto``: bf16 or fp16 on a GPU,
-    fp32 on a CPU)."""
-    import torch
+@dataclass(frozen=True)
+class TrainingPrecision:
+    """How a training run computes and holds its frozen weights on this machine, and why (a code)."""
 
+    compute: str  # bf16 | fp16 | fp32: the trainer's mixed precision
+    weights: str  # the frozen weights' dtype: float32 | bfloat16 | float16 (a 4-bit base: its compute dtype)
+    why: str  # chosen | cuda_bf16 | cuda_fp16 | cpu_native_bf16 | cpu_no_bf16 | quantized | weights_float32
+
+
+def training_precision(model: ModelConfig, precision: str, dev: DeviceInfo | None = None) -> TrainingPrecision:
+    """What ``train.precision`` and ``model.dtype`` mean for training on this machine.
+
+    ``auto`` precision: bf16 on a GPU that has it, else fp16; on a CPU with native bfloat16 (AVX512-BF16 / AMX)
+    bf16 too, unless the base is quantized (QLoRA keeps its float32 compute, which the checked merge relies on)
+    or its weights are pinned to float32 (measured: bf16 autocast over float32 weights is slower than float32);
+    float32 on other CPUs. ``auto`` weights on a CPU follow the compute: bfloat16 under bf16 (1.2-1.7x faster
+    steps than float32 on this project's CPU, docs/BENCHMARKS.md), else float32. Inference keeps its own rule
+    (:func:`resolve_dtype`).
+    """
+    dev = dev or device_info()
+    quantized = model.load_in_4bit or model.load_in_8bit
     if precision != "auto":
-        return precision
-    if torch.cuda.is_available():
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "fp32"
+        compute, why = precision, "chosen"
+    elif dev.kind == "cuda":
+        compute, why = ("bf16", "cuda_bf16") if dev.bf16 else ("fp16", "cuda_fp16")
+    elif not dev.bf16:
+        compute, why = "fp32", "cpu_no_bf16"
+    elif quantized:
+        compute, why = "fp32", "quantized"
+    elif model.dtype not in ("auto", "bfloat16"):
+        compute, why = "fp32", "weights_float32"
+    else:
+        compute, why = "bf16", "cpu_native_bf16"
+    if quantized:
+        weights = model.bnb_4bit_compute_dtype if model.load_in_4bit else model.dtype
+    else:
+        weights = model.dtype
+    if weights == "auto":
+        weights = ("bfloat16" if compute == "bf16" and dev.kind == "cpu" and not quantized
+                   else str(resolve_dtype("auto", dev)).removeprefix("torch."))
+    return TrainingPrecision(compute, weights, why)
+
+
+def resolve_training(cfg):
+    """``cfg`` (a RunConfig) with ``train.precision`` and a non-quantized ``model.dtype`` resolved from ``auto``
+    for training on this machine (:func:`training_precision`), and that precision. A resolved config resolves
+    to itself, so a run folder's config.yaml says what the run did and a resumed run does the same."""
+    from dataclasses import replace
+
+    p = training_precision(cfg.model, cfg.train.precision)
+    model = cfg.model
+    if model.dtype == "auto" and not (model.load_in_4bit or model.load_in_8bit):
+        model = replace(model, dtype=p.weights)
+    return replace(cfg, model=model, train=replace(cfg.train, precision=p.compute)), p
 
 
 # Peak training memory is more than the tensors autograd keeps for backward: the backward pass holds each

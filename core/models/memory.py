@@ -12,7 +12,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from core.config import RunConfig
-from core.models.load import DeviceInfo, device_info, effective_precision, load_tokenizer, resolve_dtype
+from core.models.load import (DeviceInfo, TrainingPrecision, device_info, load_tokenizer, resolve_dtype,
+                              resolve_training)
 from core.models.lora import ParamCount, build_lora_config, count_parameters
 from core.models.registry import resolve_model
 
@@ -40,6 +41,8 @@ class MemoryEstimate:
     checkpointing: bool = False  # counted with gradient checkpointing
     # train.gradient_checkpointing=auto turned it on: without it the run would need this many bytes
     auto_checkpointing_from: int = 0
+    auto_checkpointing_why: str = ""  # not_fit | activations
+    precision: TrainingPrecision | None = None  # how the run will compute and hold its weights, and why
 
     @property
     def total(self) -> int:
@@ -195,7 +198,8 @@ def activation_bytes(cfg: RunConfig, mconf: Any, seq_len: int, *, layer_params: 
 
     if layer_params > PROBE_MAX_LAYER_PARAMS:
         return None
-    prec = effective_precision(cfg.train.precision)
+    cfg = resolve_training(cfg)[0]
+    prec = cfg.train.precision
     key = _json.dumps([mconf.to_dict(), asdict(cfg.lora), cfg.model.dtype, cfg.model.load_in_4bit,
                        cfg.model.bnb_4bit_compute_dtype, prec, seq_len], sort_keys=True, default=str)
     if key in _ACTIVATION_PROBES:
@@ -218,7 +222,10 @@ def activation_bytes(cfg: RunConfig, mconf: Any, seq_len: int, *, layer_params: 
             value = getattr(c, attr, None)
             if value is not None and (not isinstance(value, int) or value >= vocab):
                 setattr(c, attr, None)
-        model = AutoModelForCausalLM.from_config(c, dtype=dtype, trust_remote_code=cfg.model.trust_remote_code)
+        attn = {} if cfg.model.attn_implementation in ("auto", "flash_attention_2") else {
+            "attn_implementation": cfg.model.attn_implementation}  # eager keeps each layer's attention matrix
+        model = AutoModelForCausalLM.from_config(c, dtype=dtype, trust_remote_code=cfg.model.trust_remote_code,
+                                                 **attn)
         lora = build_lora_config(cfg.lora)  # peft rewrites the config it is given: a fresh one each time
         lora.init_lora_weights = True
         lora.layers_to_transform = None  # the small model has two layers; count every layer as adapted
@@ -273,15 +280,21 @@ def estimate_memory(cfg: RunConfig, *, resolved: str | None = None, seq_len: int
     """Predict peak training memory before Start, with gradient checkpointing as the run will have it.
 
     ``train.gradient_checkpointing=auto`` turns it on when the run would not fit comfortably without it (the
-    verdict is not "fits"); the estimate then says so (``auto_checkpointing_from``: the bytes without it).
+    verdict is not "fits"), or when the activations kept for backward would be more than half of its memory:
+    recomputing them then costs about 50% more time per step (bf16 on this project's CPU; 40% in float32) and
+    saves most of the memory (the SmolLM2 defaults: 1.5 GiB instead of 4.7; docs/BENCHMARKS.md, section 5), as
+    LLaMA-Factory's default of always on does. The estimate says so
+    (``auto_checkpointing_from``: the bytes without it; ``auto_checkpointing_why``: not_fit | activations).
     See :func:`_estimate` for what is counted.
     """
     mode = cfg.train.gradient_checkpointing
     est = _estimate(cfg, resolved=resolved, seq_len=seq_len, profile=profile, checkpointing=mode == "on")
-    if mode == "auto" and est.verdict != "fits":
-        without = est.total
-        est = _estimate(cfg, resolved=resolved, seq_len=seq_len, profile=profile, checkpointing=True)
-        est.auto_checkpointing_from = without
+    if mode == "auto":
+        why = "not_fit" if est.verdict != "fits" else "activations" if est.activations > est.total / 2 else ""
+        if why:
+            without = est.total
+            est = _estimate(cfg, resolved=resolved, seq_len=seq_len, profile=profile, checkpointing=True)
+            est.auto_checkpointing_from, est.auto_checkpointing_why = without, why
     return est
 
 
@@ -308,8 +321,9 @@ def _estimate(cfg: RunConfig, *, resolved: str | None, seq_len: int | None, prof
 
     params, mconf = count_parameters(cfg, resolved=resolved)
     dev = device_info()
+    cfg, precision = resolve_training(cfg)
     dtype = resolve_dtype(cfg.model.dtype, dev)
-    prec = effective_precision(cfg.train.precision)
+    prec = precision.compute
     act_bytes = 4 if prec == "fp32" else 2
     hidden = getattr(mconf, "hidden_size", 0) or getattr(mconf, "n_embd", 0)
     layers = getattr(mconf, "num_hidden_layers", 0) or getattr(mconf, "n_layer", 0)
@@ -360,7 +374,8 @@ def _estimate(cfg: RunConfig, *, resolved: str | None, seq_len: int | None, prof
     overhead = (500 << 20) if dev.kind == "cuda" else (700 << 20)  # CUDA context / the Python process itself
     est = MemoryEstimate(weights, trainable, trainable, optimizer, activations, logits, overhead, dev, params,
                          batch_size=batch, length=length, logit_positions=positions,
-                         from_data=profile is not None and seq_len is None, checkpointing=checkpointing)
+                         from_data=profile is not None and seq_len is None, checkpointing=checkpointing,
+                         precision=precision)
     est.advice = memory_advice(cfg, est)
     return est
 

@@ -263,6 +263,7 @@ class TrainingJob:
             self.notes += [f"skipped incomplete checkpoint {name}" for name in plan.skipped]
         elif self.into is None:
             check_runs_dir(self.runs_dir)
+        cfg = self.cfg = self._resolve_precision(cfg, plan)
         # the module names against the model's own, on the meta device: no weight read, no folder made yet
         skeleton, _ = meta_model(cfg)
         errors = check_modules(cfg, skeleton)
@@ -387,6 +388,29 @@ class TrainingJob:
         self._write_run_json()
         log.info(self.message)
 
+    def _resolve_precision(self, cfg: RunConfig, plan: ResumePlan | None) -> RunConfig:
+        """``auto`` precision and weights dtype as this machine trains them (recorded in run.json); a resumed run
+        goes on as it started: as recorded, or for a run from before the record, as ``auto`` meant then (float32
+        on a CPU)."""
+        import torch
+
+        from core.models.load import resolve_training
+
+        if plan is None:
+            cfg, precision = resolve_training(cfg)
+            self.info["precision"] = dataclasses.asdict(precision)
+            return cfg
+        recorded = self.folder.read_info().get("precision")
+        if recorded is None and cfg.train.precision == "auto" and not torch.cuda.is_available():
+            recorded = {"compute": "fp32", "weights": "float32"}
+        if recorded is not None:
+            quantized = cfg.model.load_in_4bit or cfg.model.load_in_8bit
+            model = cfg.model if quantized or cfg.model.dtype != "auto" else dataclasses.replace(
+                cfg.model, dtype=recorded["weights"])
+            cfg = dataclasses.replace(cfg, model=model,
+                                      train=dataclasses.replace(cfg.train, precision=recorded["compute"]))
+        return resolve_training(cfg)[0]
+
     def _checkpointing(self, cfg: RunConfig, resolved: str, prepared: Any) -> bool:
         """Gradient checkpointing for this run: as set, or for ``auto`` as the memory estimate on this run's own rows
         decides (recorded in run.json, and said in the warnings when it turned it on)."""
@@ -402,12 +426,16 @@ class TrainingJob:
             else:
                 record.update(on=est.checkpointing, estimate_bytes=est.total)
                 if est.auto_checkpointing_from:
-                    record["without_bytes"] = est.auto_checkpointing_from
+                    record.update(without_bytes=est.auto_checkpointing_from, why=est.auto_checkpointing_why)
                     budget = est.device.available_bytes or est.device.total_bytes
                     self.warnings.append(
                         f"train.gradient_checkpointing: auto turned it on: without it the run would need about "
                         f"{human_bytes(est.auto_checkpointing_from)} of the {human_bytes(budget)} free (with it "
-                        f"{human_bytes(est.total)}); steps are about 40% slower")
+                        f"{human_bytes(est.total)}); steps are about 40-50% slower; set it to off to train faster"
+                        if est.auto_checkpointing_why == "not_fit" else
+                        f"train.gradient_checkpointing: auto turned it on: the activations would be most of the "
+                        f"run's {human_bytes(est.auto_checkpointing_from)} (with it {human_bytes(est.total)}); steps "
+                        f"are about 40-50% slower; set it to off to train faster if the memory allows")
         self.info["gradient_checkpointing"] = record
         return bool(record["on"])
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from core.config import RunConfig
-from core.models.load import effective_precision
+from core.models.load import cpu_native_bf16, training_precision
 from core.train.trackers import report_to
 
 log = logging.getLogger(__name__)
@@ -249,8 +249,8 @@ def sft_config(cfg: RunConfig, checkpoints: Path, *, checkpointing: bool | None 
 
     t, d = cfg.train, cfg.data
     on_gpu = torch.cuda.is_available()
-    prec = effective_precision(t.precision)
-    if prec == "bf16" and not on_gpu and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+    prec = training_precision(cfg.model, t.precision).compute
+    if prec == "bf16" and not on_gpu and not cpu_native_bf16():
         log.warning("train.precision=bf16 on a CPU without native bfloat16 (AVX512-BF16 / AMX): it is emulated "
                     "and usually slower than fp32")
     # transformers 5 folds the warm-up ratio into warmup_steps (a float < 1 is a ratio)
