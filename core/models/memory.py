@@ -200,7 +200,8 @@ def activation_bytes(cfg: RunConfig, mconf: Any, seq_len: int, *, layer_params: 
         return None
     cfg = resolve_training(cfg)[0]
     prec = cfg.train.precision
-    key = _json.dumps([mconf.to_dict(), asdict(cfg.lora), cfg.model.dtype, cfg.model.load_in_4bit,
+    key = _json.dumps([mconf.to_dict(), asdict(cfg.lora), cfg.model.dtype, cfg.model.attn_implementation,
+                       cfg.model.load_in_4bit,
                        cfg.model.bnb_4bit_compute_dtype, prec, seq_len], sort_keys=True, default=str)
     if key in _ACTIVATION_PROBES:
         return _ACTIVATION_PROBES[key]

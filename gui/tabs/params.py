@@ -36,7 +36,8 @@ DEFAULT_PRESET = "demo"
 USER_PRESETS = "presets"  # folder under runs_dir for the user's own presets
 # Fields whose change alters the memory estimate; other edits do not recompute it.
 MEMORY_KEYS = ("model.name_or_path", "model.load_in_4bit", "model.load_in_8bit", "model.dtype",
-               "model.attn_implementation", "model.trust_remote_code", "lora.r", "lora.target_modules", "lora.modules_to_save", "lora.use_dora",
+               "model.attn_implementation", "model.trust_remote_code", "lora.r", "lora.target_modules",
+               "lora.modules_to_save", "lora.use_dora",
                "lora.layers_to_transform", "lora.lora_dropout", "model.bnb_4bit_compute_dtype",
                "data.max_length", "data.packing", "data.completion_only_loss", "train.per_device_train_batch_size",
                "train.gradient_checkpointing", "train.optim", "train.precision", "train.skip_prompt_logits",
@@ -226,7 +227,7 @@ def memory_html(est: MemoryEstimate, lang: str) -> str:
     if est.precision is not None:
         pr = est.precision
         line = t("params.precision", lang, compute=pr.compute, weights=pr.weights,
-                 why=t("params.precision.why." + pr.why, lang))
+                 why=t("params.precision.why." + pr.why, lang, weights=pr.weights))
         out += f'<p class="ls-basis" id="hp-precision" data-why="{pr.why}">{html.escape(line)}</p>'
     if est.auto_checkpointing_from:
         key = "params.auto_checkpointing" + (".activations" if est.auto_checkpointing_why == "activations" else "")
