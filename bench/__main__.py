@@ -15,6 +15,7 @@ section can be re-run alone). Sections:
     nf4          bitsandbytes' NF4 against a reference quantizer in numpy, and the CPU shortcut that scrambles it
     merge-matrix every merge a user can click (model × method × dtype × init × target), 2 steps each, checked
     price        presets/price_qlora.yaml on SmolLM2 (CPU budget): its MAE beside mean, linear regression, gradient boosting
+    scaling      tokens/s and peak memory against max_length, batch size and LoRA rank, engine vs bare trl (figure)
     gpu          on CUDA: engine vs bare trl in bf16 on Qwen2.5-0.5B- and Llama-3.2-1B-shaped models, peak memory,
                  MFU, QLoRA vs LoRA (scripts/gpu_check.sh); without CUDA it says so and measures nothing
 
@@ -34,9 +35,9 @@ from core.paths import REPO_ROOT
 
 DOCS = REPO_ROOT / "docs"
 RESULTS = DOCS / "bench_results.json"
-SECTIONS = ("system", "throughput", "load", "memory", "allocator", "e2e", "ui", "demo", "mcq-checks", "mcq-read", "nf4", "merge-matrix", "price", "gpu")
+SECTIONS = ("system", "throughput", "load", "memory", "allocator", "e2e", "ui", "demo", "mcq-checks", "mcq-read", "nf4", "merge-matrix", "price", "scaling", "gpu")
 # the long ones run only when asked for: the read evaluation needs a person to read, the matrix ~40 min
-DEFAULT = ("system", "throughput", "load", "memory", "allocator", "e2e", "ui", "demo", "mcq-checks", "nf4")
+DEFAULT = ("system", "throughput", "load", "memory", "allocator", "e2e", "ui", "demo", "mcq-checks", "nf4", "scaling")
 QUICK = ("system", "throughput")
 
 
@@ -150,6 +151,14 @@ def main(argv: list[str] | None = None) -> int:
             from bench import price
 
             results["price"] = price.section(tmp / "price", run_dir=args.demo_run[0] if args.demo_run else None)
+        if "scaling" in sections and not (args.quick or args.tiny):
+            from bench import scaling
+
+            results["scaling"] = res = scaling.run(reps=1)
+            # --no-write: the figure too stays out of docs/
+            figures = Path(tempfile.gettempdir()) / "lora-studio-bench" if args.no_write else DOCS / "figures"
+            scaling.figure(res, figures / "scaling.png")
+            res["markdown"] = scaling.markdown(res, "figures/scaling.png")
         if "gpu" in sections:
             if args.import_:
                 results["gpu"] = json.loads(Path(args.import_).read_text(encoding="utf-8"))["gpu"]

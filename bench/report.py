@@ -54,7 +54,9 @@ def markdown(r: dict) -> str:
         lines += ["## 1. Training throughput: engine vs bare trl", "",
                   f"Command: `python -m bench --only throughput` (quick: `python -m bench --quick`). Model "
                   f"`{t['model']}`, data `{t['source']}` (mean {t['mean_tokens']} tokens/row), batch {t['batch']}, "
-                  f"{t['steps']} steps, LoRA r16 all-linear, identical pre-tokenized rows and seed on both sides.", "",
+                  f"{t['steps']} steps, LoRA r16 all-linear, identical pre-tokenized rows and seed on both sides, float32 "
+                  f"unless the row says bf16, gradient checkpointing off on both (trl 1.x turns it on by default: "
+                  f"less memory, slower steps; the engine's auto decides from the memory estimate).", "",
                   "| side | tokens/s |", "|---|---|",
                   f"| engine (TrainingJob, defaults) | {_mm(t['tokens_per_s']['engine'])} |",
                   f"| engine, trl's own loss path (`train.skip_prompt_logits=false`) | "
@@ -66,9 +68,10 @@ def markdown(r: dict) -> str:
         lines += ["",
                   f"**engine/trl throughput ratio: {_mm(t['ratio'], '{:.2f}')}** — engine overhead alone (same loss "
                   f"path): {_mm(t['ratio_same_loss_path'], '{:.2f}')}.", "",
-                  "Beyond trl's defaults: with the loss on the answer only, the engine runs the output layer only at "
-                  "positions whose next token is learned (`logits_to_keep`), which is the same loss (tested to 1e-5 "
-                  "with equal gradients) without the batch × length × vocabulary logits of the prompt."
+                  "Beyond trl's defaults: with the loss on the answer only, the engine runs the output layer and the "
+                  "loss only at positions whose next token is learned, a chunk of positions at a time, each chunk's "
+                  "gradient taken at once so that no logits are kept for backward (`core.train.loss`): the same loss "
+                  "(tested to 1e-5 with equal gradients) without the batch × length × vocabulary logits of the prompt."
                   + (f" On a CPU with native bfloat16, bf16 weights and compute add more: engine bf16 / trl "
                      f"{_mm(t['ratio_bf16'], '{:.2f}')} (LoRA weights and optimizer stay float32; the merge is "
                      "checked in float32)." if t.get("ratio_bf16") else ""), ""]
@@ -93,6 +96,7 @@ def markdown(r: dict) -> str:
     for key, title in (("ui", "3. UI responsiveness"), ("e2e", "4. Time to result"), ("memory", "5. Memory"),
                        ("allocator", "5b. The memory allocator: glibc vs jemalloc"),
                        ("load", "6. Model load time"),
+                       ("scaling", "7. How cost grows: max_length, batch size, LoRA rank"),
                        ("demo", "Classroom demo: MCQ structure (correctness: the read evaluation below)"),
                        ("mcq_read", "Classroom: questions a teacher can use (read evaluation)"),
                        ("mcq_checks", "Classroom: the automatic content checks"),

@@ -31,9 +31,12 @@ def make_cfg(model: str, source: str, steps: int, batch: int, max_length: int, s
                        "train.per_device_train_batch_size": batch, "train.logging_steps": 1,
                        "train.save_steps": 100_000, "train.skip_prompt_logits": skip_prompt_logits}.items():
         C.set_value(cfg, key, value)
-    if bf16:  # the demo preset's setting: bfloat16 weights, bf16 compute (LoRA weights stay float32)
-        C.set_value(cfg, "model.dtype", "bfloat16")
-        C.set_value(cfg, "train.precision", "bf16")
+    # pinned, not auto: the fp32 rows are float32 on every CPU (auto is bf16 where bf16 is native), and neither side
+    # recomputes activations (trl's default; the engine's auto may turn checkpointing on to save memory)
+    C.set_value(cfg, "train.gradient_checkpointing", "off")
+    # bf16: the demo preset's setting, bfloat16 weights and bf16 compute (LoRA weights stay float32)
+    C.set_value(cfg, "model.dtype", "bfloat16" if bf16 else "float32")
+    C.set_value(cfg, "train.precision", "bf16" if bf16 else "fp32")
     return cfg
 
 
@@ -53,10 +56,12 @@ def engine_run(cfg: C.RunConfig, runs_dir: Path) -> float:
     return _rate([(r["elapsed"], r["num_tokens"]) for r in recs])
 
 
-def trl_run(cfg: C.RunConfig, out_dir: Path, *, bf16: bool = False) -> float:
+def trl_run(cfg: C.RunConfig, out_dir: Path, *, bf16: bool = False, checkpointing: bool = False) -> float:
     """What a notebook does: load the model, hand SFTTrainer a LoraConfig and the dataset, train.
 
     ``bf16``: the model loaded in bfloat16 and trained with ``bf16=True`` (what a GPU notebook does); else float32.
+    ``checkpointing``: trl 1.x turns gradient checkpointing on by default (``SFTConfig.gradient_checkpointing``);
+    off here unless asked, as on the engine side, so that both keep the same activations.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
@@ -81,7 +86,8 @@ def trl_run(cfg: C.RunConfig, out_dir: Path, *, bf16: bool = False) -> float:
     args = SFTConfig(output_dir=str(out_dir), max_steps=t.max_steps, per_device_train_batch_size=t.per_device_train_batch_size,
                      learning_rate=t.learning_rate, lr_scheduler_type=t.lr_scheduler_type, seed=t.seed, data_seed=t.seed,
                      logging_steps=1, save_strategy="no", report_to="none", max_length=cfg.data.max_length,
-                     bf16=bf16, fp16=False, disable_tqdm=True, dataloader_num_workers=0)
+                     bf16=bf16, fp16=False, use_cpu=not torch.cuda.is_available(), disable_tqdm=True,
+                     dataloader_num_workers=0, activation_checkpointing=checkpointing)
     torch.manual_seed(t.seed)
     trainer = SFTTrainer(model=model, args=args, train_dataset=rows, processing_class=tok,
                          peft_config=build_lora_config(cfg.lora), callbacks=[Clock()])

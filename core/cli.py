@@ -320,6 +320,9 @@ def _cmd_estimate(args) -> int:
     pr = est.precision
     print(f"precision: {pr.compute} compute, {pr.weights} weights (train.precision={cfg.train.precision}, "
           f"model.dtype={cfg.model.dtype}: {pr.why})")
+    if pr.emulated:
+        print("warning: this CPU has no native bfloat16 (AVX512-BF16 / AMX): 16-bit arithmetic is emulated, tens of "
+              "times slower than float32; set train.precision and model.dtype to auto")
     n = cfg.train.nproc
     if n > 1:
         where = "on each GPU" if est.device.kind == "cuda" else f"{human_bytes(n * est.total)} for all {n} on this machine"

@@ -72,3 +72,24 @@ def test_the_reference_nf4_quantizer_and_bitsandbytes_agree_and_the_cpu_shortcut
     assert abs(r["linear4bit_after_eval_forward_exact_4bit"] - r["reference"]) < 5e-3
     if r["linear4bit_after_eval_forward_shortcut_available"]:  # a CPU with AVX512-BF16, like this one
         assert r["linear4bit_after_eval_forward"] is None or r["linear4bit_after_eval_forward"] > 0.3
+
+
+def test_the_scaling_rows_fill_max_length_and_learn_every_answer(tmp_path, smollm2_dir):
+    """The scaling section's rows: exactly max_length tokens once cut (no padding on either side), each learning
+    its answers, about the same share of the tokens at every length."""
+    from bench import scaling
+    from core import data as D
+    from core.models.load import load_tokenizer
+    from core.models.registry import resolve_model
+
+    tok = load_tokenizer(resolve_model(scaling.MODEL))
+    shares = []
+    for n in (256, 1024):
+        cfg = scaling.point_cfg(str(scaling.conversations(tmp_path, n, rows=3)), n, 2, 8, False, False)
+        assert cfg.lora.r == 8 and cfg.train.gradient_checkpointing == "off" and cfg.train.precision == "fp32"
+        rows = D.prepare(cfg.data, tok, seed=0).train
+        assert len(rows) == 3 and all(len(e.input_ids) >= n for e in rows)
+        learned = [sum(1 for x in e.labels[:n] if x != -100) for e in rows]
+        assert min(learned) > 0
+        shares.append(sum(learned) / (3 * n))
+    assert 0.2 < min(shares) and max(shares) < 0.7 and max(shares) / min(shares) < 1.5, shares

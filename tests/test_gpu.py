@@ -52,7 +52,7 @@ def test_the_sparse_logits_loss_equals_the_full_loss_on_cuda(micro_model, tokeni
 
     from core import data as D
     from core.models.lora import build_lora_config
-    from core.train.trainer import sparse_logits_loss
+    from core.train.loss import sparse_logits_loss
 
     rows = D.prepare(C.DataConfig(source=str(SHORT_MCQ), validation_fraction=0), tokenizer).train[:3]
     width = max(len(e.input_ids) for e in rows)

@@ -279,6 +279,33 @@ def test_model_set_switches_adapters_on_one_base(fp32_run, qlora_run, micro_mode
         assert torch.allclose(plain_again(input_ids=torch.tensor([ids])).logits[0], plain, atol=1e-6)
 
 
+def test_a_bf16_run_opens_in_float32_on_a_cpu_that_would_emulate_bf16(run_copy, micro_model, monkeypatch):
+    """A run trained on bfloat16 weights (where a CPU computes bf16 natively) and opened on a CPU without native
+    bf16 runs in float32, its merged model too: the same weights upcast exactly, base+adapter still equal to the
+    merged model; where bf16 is native it stays bfloat16."""
+    from transformers import AutoModelForCausalLM
+
+    from core.config import dump_yaml
+    from core.inference.modelset import ModelSet
+    from core.models import load as LD
+
+    cfg = C.load_yaml(run_copy / "config.yaml")
+    C.set_value(cfg, "model.dtype", "bfloat16")
+    (run_copy / "config.yaml").write_text(dump_yaml(cfg), encoding="utf-8")
+    AutoModelForCausalLM.from_pretrained(micro_model, dtype=torch.bfloat16).save_pretrained(run_copy / "merged")
+    for native, want in ((False, torch.float32), (True, torch.bfloat16)):
+        monkeypatch.setattr(LD, "cpu_native_bf16", lambda native=native: native)
+        ms = ModelSet.from_run(run_copy, merged=True)
+        assert {p.dtype for n, p in ms.model.named_parameters() if "lora_" not in n} == {want}
+        assert {p.dtype for p in ms.merged.parameters()} == {want}
+    ids = ms.tokenizer(TEXT)["input_ids"]
+    monkeypatch.setattr(LD, "cpu_native_bf16", lambda: False)
+    ms = ModelSet.from_run(run_copy, merged=True)
+    upcast = AutoModelForCausalLM.from_pretrained(micro_model, dtype=torch.bfloat16).float().eval()
+    with torch.no_grad():
+        assert torch.equal(ms.logits(ids, "merged"), upcast(input_ids=torch.tensor([ids])).logits[0])
+
+
 def test_model_set_refuses_an_adapter_for_another_base(fp32_run, micro_model_factory):
     from transformers import AutoModelForCausalLM
 

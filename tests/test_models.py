@@ -70,7 +70,15 @@ def test_memory_estimate_grows_with_batch_and_shrinks_with_4bit(smollm2_dir):
     C.set_value(cfg, "train.per_device_train_batch_size", 16)
     big = estimate_memory(cfg)
     assert big.activations == pytest.approx(4 * small.activations, rel=1e-6) and big.total > small.total
-    assert big.logits == 4 * small.logits
+    # the chunked loss holds one chunk's logits, whatever the batch; trl's own path all of the batch's
+    assert big.logits == small.logits
+    C.set_value(cfg, "train.skip_prompt_logits", False)
+    every_big = estimate_memory(cfg)
+    C.set_value(cfg, "train.per_device_train_batch_size", 4)
+    every_small = estimate_memory(cfg)
+    assert every_big.logits == 4 * every_small.logits and every_small.logits > 4 * small.logits
+    C.set_value(cfg, "train.skip_prompt_logits", True)
+    C.set_value(cfg, "train.per_device_train_batch_size", 16)
     C.set_value(cfg, "model.load_in_4bit", True)
     assert estimate_memory(cfg).weights < big.weights
     C.set_value(cfg, "train.gradient_checkpointing", True)  # a preset's true / false reads as on / off
@@ -167,7 +175,7 @@ def test_activation_probe_extrapolates_long_rows(micro_model, monkeypatch):
     assert extrapolated[0] >= activation_bytes(cfg, mconf, 128)[0]
 
 
-def test_memory_estimate_from_the_data_counts_the_logits_the_batch_computes(micro_model):
+def test_memory_estimate_from_the_data_counts_the_logits_the_batch_computes(micro_model, monkeypatch):
     from conftest import micro_overrides
 
     from core import data as D
@@ -195,8 +203,16 @@ def test_memory_estimate_from_the_data_counts_the_logits_the_batch_computes(micr
     assert one.logit_positions <= batch.logit_positions <= min(batch.padded_length, len(union))
 
     bound, est = estimate_memory(cfg), estimate_memory(cfg, profile=profile)
-    assert est.logits * 512 == bound.logits * batch.logit_positions
     assert est.activations < bound.activations
+    # the chunked loss: at most one chunk of float32 logits and the matmul's output (a Llama's output layer)
+    from core.train import loss as L
+
+    vocab = len(load_tokenizer(str(micro_model)))
+    assert est.logits <= bound.logits <= L.chunk_positions(vocab) * vocab * 12
+    # the logits_to_keep path (an output layer the chunked loss does not know): the positions where any row learns
+    monkeypatch.setattr(L, "PLAIN_OUTPUT_LAYER", frozenset())
+    bound, est = estimate_memory(cfg), estimate_memory(cfg, profile=profile)
+    assert est.logits * 512 == bound.logits * batch.logit_positions
     C.set_value(cfg, "train.skip_prompt_logits", False)  # trl's path: every position's logits are computed
     assert estimate_memory(cfg, profile=profile).logits * 512 == bound.logits * batch.padded_length
 
@@ -220,8 +236,24 @@ def test_training_precision_auto_follows_the_device_and_says_why():
     q = ModelConfig(load_in_4bit=True)
     assert got(q, "auto", dev("cpu", True)) == ("fp32", "float32", "quantized")
     # a choice is kept; auto weights follow a bf16 choice on a CPU
-    assert got(auto, "bf16", dev("cpu", False)) == ("bf16", "bfloat16", "chosen")
+    assert got(auto, "bf16", dev("cpu", True)) == ("bf16", "bfloat16", "chosen")
     assert got(auto, "fp32", dev("cpu", True)) == ("fp32", "float32", "chosen")
+    # 16-bit chosen where a CPU would emulate it (the compute, or the weights alone): kept, and said
+    assert got(auto, "bf16", dev("cpu", False)) == ("bf16", "bfloat16", "chosen_emulated")
+    assert got(ModelConfig(dtype="bfloat16"), "auto", dev("cpu", False)) == ("fp32", "bfloat16", "chosen_emulated")
+    assert training_precision(auto, "bf16", dev("cpu", False)).emulated
+    assert not training_precision(auto, "bf16", dev("cpu", True)).emulated
+    assert not training_precision(ModelConfig(dtype="bfloat16"), "bf16", dev("cuda", True)).emulated
+    assert not training_precision(q, "auto", dev("cpu", False)).emulated
+
+
+def test_a_model_runs_in_float32_where_16_bit_would_be_emulated():
+    from core.models.load import DeviceInfo, runnable_dtype
+
+    native, avx2, gpu = (DeviceInfo(k, "x", 0, 0, bf16) for k, bf16 in (("cpu", True), ("cpu", False), ("cuda", True)))
+    assert runnable_dtype("bfloat16", native) == "bfloat16" and runnable_dtype("bfloat16", gpu) == "bfloat16"
+    assert runnable_dtype("bfloat16", avx2) == "float32" and runnable_dtype("float16", avx2) == "float32"
+    assert runnable_dtype("float32", avx2) == "float32" and runnable_dtype("auto", avx2) == "auto"
 
 
 def test_cpu_native_bf16_reads_the_cpu_flags():

@@ -54,7 +54,7 @@ def assert_finished_run(run_dir: Path, steps: int) -> None:
 
 
 def test_cli_train_writes_a_complete_run_folder(run_cli, micro_model, tmp_path):
-    args = [x for kv in micro_overrides(micro_model) for x in ("--set", kv)]
+    args = [x for kv in micro_overrides(micro_model, **{"train.gradient_checkpointing": "auto"}) for x in ("--set", kv)]
     res = run_cli("train", DEMO, *args, "--runs-dir", str(tmp_path))
     assert res.returncode == 0, res.stderr[-2000:]
     run_dir = Path(res.stdout.strip().splitlines()[-1])
@@ -66,7 +66,8 @@ def test_cli_train_writes_a_complete_run_folder(run_cli, micro_model, tmp_path):
 
     info = json.loads((run_dir / "run.json").read_text())
     assert info["allocator"] == ("jemalloc" if find_jemalloc() else "system")
-    # the default, auto: a micro model fits, so no checkpointing, and the estimate it decided on is recorded
+    # auto (the default; the demo preset sets off): a micro model fits, so no checkpointing, and the estimate it
+    # decided on is recorded
     assert info["gradient_checkpointing"]["mode"] == "auto" and info["gradient_checkpointing"]["on"] is False
     assert info["gradient_checkpointing"]["estimate_bytes"] > 0
 
@@ -167,6 +168,23 @@ def test_auto_precision_is_resolved_recorded_and_kept_on_resume(micro_model, tmp
     resumed = TrainingJob(old, tmp_path, resume_dir=run_dir, more=More(steps=1))
     assert resumed.run() == run_dir and resumed.state == "finished", resumed.error_message
     assert (resumed.cfg.train.precision, resumed.cfg.model.dtype) == ("fp32", "float32")
+
+
+def test_16_bit_chosen_on_a_cpu_that_emulates_it_is_kept_and_warned(micro_model, tmp_path, monkeypatch, cli_here):
+    """bf16 set by hand on a CPU without native bfloat16 trains as set (a choice is kept), and the run's warnings
+    and the estimate say that the arithmetic is emulated there, with what to set instead."""
+    from core.models import load as LD
+
+    monkeypatch.setattr(LD, "cpu_native_bf16", lambda: False)
+    cfg = _micro_cfg(micro_model, **{"train.precision": "bf16", "model.dtype": "auto", "train.max_steps": 1,
+                                     "data.validation_fraction": 0})
+    job = TrainingJob(cfg, tmp_path)
+    run_dir = job.run()
+    assert job.state == "finished", job.error_message
+    assert json.loads((run_dir / "run.json").read_text())["precision"]["why"] == "chosen_emulated"
+    assert any("emulated" in w and "auto" in w for w in job.warnings), job.warnings
+    res = cli_here("estimate", str(run_dir / "config.yaml"))
+    assert res.returncode == 0 and "chosen_emulated" in res.stdout and "warning: this CPU has no native bfloat16" in res.stdout
 
 
 def test_eager_attention_trains_the_same_losses_as_sdpa(micro_model, tmp_path):
@@ -274,8 +292,16 @@ def test_4bit_without_bitsandbytes_is_a_clear_error(micro_model, tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-def test_sparse_logits_loss_equals_the_full_loss(micro_model, tokenizer):
-    """The output layer run only where tokens are learned gives the very same loss and gradients."""
+@pytest.mark.parametrize("arch, softcap, chunk, fused", [
+    ("llama", None, None, True),  # the chunked loss, one chunk (682 positions of SmolLM2's 49k vocabulary)
+    ("llama", None, 5, True),  # chunks of 5 positions, the last one shorter
+    ("gemma3", 30.0, 7, True),  # Gemma's final logit soft-capping (tanh), through the chunks
+    ("qwen2", None, None, False),  # the logits_to_keep path, for output layers the chunked loss does not know
+])
+def test_sparse_logits_loss_equals_the_full_loss(micro_model_factory, tokenizer, monkeypatch, arch, softcap, chunk,
+                                                  fused):
+    """The output layer run only where tokens are learned, in chunks of positions or through ``logits_to_keep``,
+    gives the very same loss, gradients and token accuracy as the model's own loss over every position."""
     from collections import defaultdict
     from types import SimpleNamespace
 
@@ -285,8 +311,10 @@ def test_sparse_logits_loss_equals_the_full_loss(micro_model, tokenizer):
 
     from core import data as D
     from core.models.lora import build_lora_config
-    from core.train.trainer import sparse_logits_loss
+    from core.train import loss as L
 
+    if not fused:
+        monkeypatch.setattr(L, "PLAIN_OUTPUT_LAYER", frozenset())
     prepared = D.prepare(C.DataConfig(source=str(SHORT_MCQ), validation_fraction=0), tokenizer)
     rows = prepared.train[:3]
     width = max(len(e.input_ids) for e in rows)
@@ -295,22 +323,82 @@ def test_sparse_logits_loss_equals_the_full_loss(micro_model, tokenizer):
              "attention_mask": torch.tensor([pad([1] * len(e.input_ids), 0) for e in rows]),
              "labels": torch.tensor([pad(e.labels, -100) for e in rows])}
     torch.manual_seed(0)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(micro_model), build_lora_config(C.LoraSection()))
+    extra = {"final_logit_softcapping": softcap} if softcap else {}
+    base = AutoModelForCausalLM.from_pretrained(micro_model_factory(arch), **extra)
+    model = get_peft_model(base, build_lora_config(C.LoraSection()))
     for p in model.parameters():  # make B non-zero so that LoRA gradients are not trivially zero
         if p.requires_grad:
             torch.nn.init.normal_(p, std=0.02)
     model.eval()  # no dropout: the two passes must see the same network
-    full = model(**batch).loss
-    full.backward()
+    assert (L.plain_output_layer(model) is not None) == fused
+    out = model(**batch)
+    out.loss.backward()
+    full = out.loss.detach()
     grads_full = [p.grad.clone() for p in model.parameters() if p.requires_grad]
+    target = batch["labels"][:, 1:]
+    learned = target != -100
+    accuracy = ((out.logits[:, :-1].argmax(-1) == target) & learned).sum().item() / learned.sum().item()
     model.zero_grad()
     trainer = SimpleNamespace(model=model, _metrics={"train": defaultdict(list), "eval": defaultdict(list)}, _total_train_tokens=0)
-    sparse = sparse_logits_loss(trainer, model, batch)
+    sparse = L.sparse_logits_loss(trainer, model, batch, chunk=chunk)
     sparse.backward()
     grads_sparse = [p.grad for p in model.parameters() if p.requires_grad]
-    assert torch.allclose(full, sparse, atol=1e-5)
+    assert torch.allclose(full, sparse, atol=1e-5), (full, sparse)
     for a, b in zip(grads_full, grads_sparse):
         assert torch.allclose(a, b, atol=1e-6)
+    assert trainer._metrics["eval"]["mean_token_accuracy"] == [pytest.approx(accuracy)]
+
+
+def test_the_chunked_loss_in_bf16_is_as_close_to_float32_as_the_logits_path(micro_model_factory, tokenizer, monkeypatch):
+    """Under bf16 autocast with bfloat16 weights (the CPU default where bf16 is native), the chunked loss does the
+    output layer's arithmetic as the model's own layer does: its loss and gradients are as close to the float32
+    ones as those of the logits_to_keep path (bf16 rounds differently along each path, so not equal to 1e-5)."""
+    import copy
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    from conftest import SHORT_MCQ
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from core import data as D
+    from core.models.lora import build_lora_config
+    from core.train import loss as L
+
+    prepared = D.prepare(C.DataConfig(source=str(SHORT_MCQ), validation_fraction=0), tokenizer)
+    rows = prepared.train[:2]
+    width = max(len(e.input_ids) for e in rows)
+    pad = lambda xs, v: xs + [v] * (width - len(xs))  # noqa: E731
+    batch = {"input_ids": torch.tensor([pad(e.input_ids, tokenizer.pad_token_id) for e in rows]),
+             "attention_mask": torch.tensor([pad([1] * len(e.input_ids), 0) for e in rows]),
+             "labels": torch.tensor([pad(e.labels, -100) for e in rows])}
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(micro_model_factory("gemma3"), dtype=torch.bfloat16)
+    model = get_peft_model(base, build_lora_config(C.LoraSection()))
+    for p in model.parameters():
+        if p.requires_grad:
+            torch.nn.init.normal_(p, std=0.02)
+    model.eval()
+    reference = copy.deepcopy(model).float()
+
+    def run(net, fused: bool, bf16: bool):
+        monkeypatch.setattr(L, "PLAIN_OUTPUT_LAYER", L.PLAIN_OUTPUT_LAYER if fused else frozenset())
+        net.zero_grad()
+        trainer = SimpleNamespace(model=net, _metrics={"train": defaultdict(list), "eval": defaultdict(list)},
+                                  _total_train_tokens=0)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = L.sparse_logits_loss(trainer, net, batch, chunk=9)
+        loss.backward()
+        monkeypatch.undo()
+        return loss.item(), torch.cat([p.grad.float().flatten() for p in net.parameters() if p.requires_grad])
+
+    ref_loss, ref_grad = run(reference, True, False)
+    errors = {}
+    for fused in (False, True):
+        loss, grad = run(model, fused, True)
+        errors[fused] = (abs(loss - ref_loss) / ref_loss, ((grad - ref_grad).norm() / ref_grad.norm()).item())
+    assert errors[True][0] < 1e-2 and errors[True][1] < 0.05, errors
+    assert errors[True][0] <= 1.5 * errors[False][0] + 1e-4 and errors[True][1] <= 1.5 * errors[False][1], errors
 
 
 def test_a_packed_batch_gives_each_row_its_own_loss(micro_model, tokenizer):
@@ -327,7 +415,7 @@ def test_a_packed_batch_gives_each_row_its_own_loss(micro_model, tokenizer):
 
     from core import data as D
     from core.models.lora import build_lora_config
-    from core.train.trainer import sparse_logits_loss
+    from core.train.loss import sparse_logits_loss
 
     prepared = D.prepare(C.DataConfig(source=str(SHORT_MCQ), validation_fraction=0), tokenizer)
     rows = [{"input_ids": e.input_ids, "labels": e.labels} for e in prepared.train[:3]]

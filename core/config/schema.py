@@ -330,10 +330,12 @@ class TrainSection:
            "`python -m core estimate` cho biết tỉ lệ token đệm khi bật và khi tắt. random: mặc định của transformers.")
     skip_prompt_logits: bool = opt(
         True, label_en="Output layer on the answer only", label_vi="Chỉ tính lớp đầu ra trên câu trả lời",
-        en="Compute the output layer (vocabulary logits) only where a token is learned: the same loss, much less "
-           "time and memory when the prompt is long or the vocabulary large (Gemma: 262k tokens).",
-        vi="Chỉ tính lớp đầu ra (logit trên bộ từ vựng) ở những vị trí có token được học: loss không đổi, nhưng "
-           "nhanh và ít bộ nhớ hơn nhiều khi câu lệnh dài hoặc bộ từ vựng lớn (Gemma: 262 nghìn token).")
+        en="Compute the output layer (vocabulary logits) only where a token is learned, and with the loss a chunk of "
+           "positions at a time (no logits kept for backward): the same loss, much less time and memory when the "
+           "prompt is long or the vocabulary large (Gemma: 262k tokens; the SmolLM2 defaults peak 0.8 GiB lower).",
+        vi="Chỉ tính lớp đầu ra (logit trên bộ từ vựng) ở những vị trí có token được học, cùng với loss theo từng "
+           "khối vị trí (không giữ logit cho lượt lan truyền ngược): loss không đổi, nhưng nhanh và ít bộ nhớ hơn "
+           "nhiều khi câu lệnh dài hoặc bộ từ vựng lớn (Gemma: 262 nghìn token; với cấu hình mặc định của SmolLM2, đỉnh bộ nhớ thấp hơn 0,8 GiB).")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = opt(
         "auto", label_en="Mixed precision", label_vi="Độ chính xác hỗn hợp",
         en="auto: bf16 on a GPU that supports it, fp16 on older GPUs; on a CPU that computes bfloat16 natively "

@@ -20,7 +20,7 @@ from core.config import DecodingConfig
 from core.errors import AdapterError, DataError, ModelLoadError, StudioError
 from core.inference.adapters import apply_adapter, check_adapter, load_base, tokenizer_for
 from core.inference.generate import Generation, generate, logits, model_device
-from core.models.load import exact_4bit
+from core.models.load import exact_4bit, runnable_dtype
 from core.run import RunFolder, RunInfo
 from core.tasks import inference_prompt
 
@@ -82,8 +82,10 @@ class ModelSet:
         """
         run = RunInfo.load(run_dir)
         names = sorted(run.base_names, key=lambda n: n != run.base_path)
-        ms = cls(load_base(run), tokenizer_for(run), cfg=run.cfg, template=run.template, run_dir=run.run_dir,
-                 base_names=names)
+        # a run trained on 16-bit weights where bf16 is native runs in float32 on a CPU that would emulate it
+        runnable = {} if run.quantized else {"dtype": runnable_dtype(run.cfg.model.dtype)}
+        ms = cls(load_base(run, **runnable), tokenizer_for(run), cfg=run.cfg, template=run.template,
+                 run_dir=run.run_dir, base_names=names)
         ms.column_map = dict(run.info.get("column_map") or {})
         ms.add_adapter(run.adapter_dir, ADAPTER)
         if merged:
@@ -123,6 +125,9 @@ class ModelSet:
             hint = f"python -m core merge {self.run_dir}" if self.run_dir else "python -m core merge RUN_DIR"
             raise ModelLoadError(f"no merged model in {folder}: run `{hint}` first", field=str(folder))
         self.merged = exact_4bit(AutoModelForCausalLM.from_pretrained(str(folder), dtype="auto").eval())
+        saved = str(self.merged.dtype).removeprefix("torch.")
+        if not getattr(self.merged, "is_quantized", False) and runnable_dtype(saved) != saved:
+            self.merged.float()  # as the base: 16-bit weights run in float32 where a CPU would emulate them
         if not getattr(self.merged, "is_quantized", False):
             self.merged.to(model_device(self.model))
 

@@ -108,9 +108,9 @@ class DataProfile:
     def batch_shape(self, batch_size: int, *, samples: int = 400, seed: int = 0) -> BatchShape:
         """The 95th percentile over random batches of ``batch_size`` rows, as the trainer draws them.
 
-        A batch is padded to its longest row, and :func:`core.train.sparse_logits_loss` keeps a position when
-        any row of the batch learns the token after it, so a batch computes more logits than its rows learn:
-        the answers sit at different offsets (measured on the demo data, batch 4: a row learns 25% of the
+        A batch is padded to its longest row, and :func:`core.train.loss.sparse_logits_loss` (its ``logits_to_keep``
+        path) keeps a position when any row of the batch learns the token after it, so a batch computes more logits
+        than its rows learn: the answers sit at different offsets (measured on the demo data, batch 4: a row learns 25% of the
         padded length, the batch keeps 36%).
         """
         import random
@@ -354,7 +354,8 @@ def _estimate(cfg: RunConfig, *, resolved: str | None, seq_len: int | None, prof
         else:
             shape = profile.batch_shape(batch)
             length, positions = shape.padded_length, shape.logit_positions
-    if not (cfg.train.skip_prompt_logits and cfg.data.completion_only_loss):
+    sparse = cfg.train.skip_prompt_logits and cfg.data.completion_only_loss
+    if not sparse:
         positions = length  # trl's own loss path computes the logits of every position
     tokens = batch * length
 
@@ -370,8 +371,14 @@ def _estimate(cfg: RunConfig, *, resolved: str | None, seq_len: int | None, prof
     if prec != "fp32" and wbytes == 4 and not (cfg.model.load_in_4bit or cfg.model.load_in_8bit):
         activations += base_params * act_bytes  # autocast keeps a 16-bit copy of each frozen weight for backward
     logit_bytes = act_bytes if prec != "fp32" else wbytes
-    # the logits, their float32 copy, log-softmax kept for backward, its gradient and the logits' gradient
-    logits = batch * positions * vocab * (16 + (2 * logit_bytes if logit_bytes < 4 else 0))
+    from core.train.loss import chunk_positions, fused_loss_applies
+
+    if sparse and fused_loss_applies(getattr(mconf, "model_type", ""), cfg.lora.modules_to_save):
+        # the chunked loss: one chunk's logits at a time (the matmul's output, float32 logits, the exp's temporary)
+        logits = min(batch * positions, chunk_positions(vocab)) * vocab * (8 + (logit_bytes if logit_bytes < 4 else 0))
+    else:
+        # the logits, their float32 copy, log-softmax kept for backward, its gradient and the logits' gradient
+        logits = batch * positions * vocab * (16 + (2 * logit_bytes if logit_bytes < 4 else 0))
     overhead = (500 << 20) if dev.kind == "cuda" else (700 << 20)  # CUDA context / the Python process itself
     est = MemoryEstimate(weights, trainable, trainable, optimizer, activations, logits, overhead, dev, params,
                          batch_size=batch, length=length, logit_positions=positions,

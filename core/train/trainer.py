@@ -6,7 +6,6 @@ It knows nothing of threads or of the run folder's files: :mod:`core.train.job` 
 
 from __future__ import annotations
 
-import logging
 import math
 import threading
 import time
@@ -15,10 +14,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from core.config import RunConfig
-from core.models.load import cpu_native_bf16, training_precision
+from core.models.load import training_precision
 from core.train.trackers import report_to
 
-log = logging.getLogger(__name__)
 
 METRIC_KEYS = ("loss", "eval_loss", "learning_rate", "grad_norm", "mean_token_accuracy", "eval_mean_token_accuracy")
 
@@ -158,6 +156,8 @@ def trainer_class():
             if not (self.skip_prompt_logits and "labels" in inputs and self.compute_loss_func is None
                     and self.label_smoother is None and self.args.loss_type == "nll" and not return_outputs):
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            from core.train.loss import sparse_logits_loss
+
             return sparse_logits_loss(self, model, inputs, num_items_in_batch)
 
         def _load_optimizer_and_scheduler(self, checkpoint):
@@ -196,48 +196,6 @@ def trainer_class():
     return StudioTrainer
 
 
-def sparse_logits_loss(trainer, model, inputs: dict, num_items_in_batch=None):
-    """The same next-token loss as trl's, with the output layer run only at positions whose next token is learned.
-
-    With the loss on the answer only, most positions are prompt; their logits (batch × length × vocab, the
-    largest tensor of the step for a 262k-token vocabulary) are never needed. transformers' ``logits_to_keep``
-    takes the positions to keep; a position is kept when any row learns the token after it.
-    """
-    import torch
-
-    labels = inputs["labels"]
-    shifted = labels[:, 1:]
-    keep = torch.nonzero((shifted != -100).any(dim=0)).squeeze(1)
-    forward = {k: v for k, v in inputs.items() if k != "labels"}
-    outputs = model(**forward, use_cache=False, logits_to_keep=keep)
-    logits = outputs.logits.float()
-    target = shifted[:, keep]
-    mask = target != -100
-    loss_sum = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), target.reshape(-1),
-                                                 ignore_index=-100, reduction="sum")
-    denom = num_items_in_batch if num_items_in_batch is not None else mask.sum()
-    loss = loss_sum / torch.as_tensor(denom, device=loss_sum.device).clamp(min=1)
-    if num_items_in_batch is not None and trainer.args.average_tokens_across_devices and trainer.args.world_size > 1:
-        # the trainer's own rule (Trainer.compute_loss): the count is that of all processes, and DDP averages the
-        # gradients over them, so each process's share is scaled back up: the step is the global token mean
-        loss = loss * trainer.accelerator.num_processes
-
-    # the metrics trl logs: token accuracy on learned tokens, and the running count of tokens seen
-    mode = "train" if trainer.model.training else "eval"
-    with torch.no_grad():
-        n_valid = mask.sum().item()
-        correct = ((logits.argmax(-1) == target) & mask).sum().item()
-    trainer._metrics[mode]["mean_token_accuracy"].append(correct / n_valid if n_valid else 0.0)
-    if mode == "train":
-        seen = inputs["attention_mask"].sum() if "attention_mask" in inputs else torch.tensor(labels.numel())
-        if trainer.args.world_size > 1:  # the tokens of every process, as trl counts them
-            seen = trainer.accelerator.gather_for_metrics(seen.to(loss.device).reshape(1)).sum()
-        seen = int(seen.item())
-        trainer._total_train_tokens += seen
-    trainer._metrics[mode]["num_tokens"] = [trainer._total_train_tokens]
-    return loss
-
-
 def sft_config(cfg: RunConfig, checkpoints: Path, *, checkpointing: bool | None = None):
     """trl's SFTConfig from the train and data sections (the names are the libraries' own).
 
@@ -250,9 +208,6 @@ def sft_config(cfg: RunConfig, checkpoints: Path, *, checkpointing: bool | None 
     t, d = cfg.train, cfg.data
     on_gpu = torch.cuda.is_available()
     prec = training_precision(cfg.model, t.precision).compute
-    if prec == "bf16" and not on_gpu and not cpu_native_bf16():
-        log.warning("train.precision=bf16 on a CPU without native bfloat16 (AVX512-BF16 / AMX): it is emulated "
-                    "and usually slower than fp32")
     # transformers 5 folds the warm-up ratio into warmup_steps (a float < 1 is a ratio)
     warmup: float = t.warmup_steps if t.warmup_steps else t.warmup_ratio
     evaluate = t.eval_steps > 0
