@@ -39,6 +39,15 @@ class Case:
     # the teacher marks the answer (an answer-first run only): the key of the paragraph's first gold question,
     # the phrase a teacher would mark
     teacher_answer: bool = False
+    candidates: int | None = None  # the pipeline's candidates (None: the Classroom's, quiz.CANDIDATES)
+
+    def with_candidates(self, n: int | None) -> "Case":
+        """This case with ``n`` candidates, named so (``pipeline ×6``) when ``n`` is not the Classroom's."""
+        from core.inference.quiz import CANDIDATES
+
+        if not self.pipeline or not n or n == CANDIDATES:
+            return self
+        return Case(f"{self.name} ×{n}", self.which, True, self.teacher_answer, n)
 
 
 CASES = (Case("base", "base", False), Case("tuned-plain", "adapter", False), Case("pipeline", "adapter", True))
@@ -64,8 +73,8 @@ def generate(run_dir: str | Path, cases: tuple[Case, ...] = CASES, limit: int | 
     paragraphs = test_paragraphs()[:limit]
     out = []
     for case in cases:
-        writer = (QuizWriter(models, which=case.which, run_dir=run_dir, candidates=candidates or CANDIDATES)
-                  if case.pipeline else None)
+        writer = (QuizWriter(models, which=case.which, run_dir=run_dir,
+                             candidates=case.candidates or candidates or CANDIDATES) if case.pipeline else None)
         for p in paragraphs:
             t0 = time.monotonic()
             extra = {}
@@ -76,7 +85,9 @@ def generate(run_dir: str | Path, cases: tuple[Case, ...] = CASES, limit: int | 
                                        k=writer.candidates)
                 q = written[0]
                 text, status, reasons = q.text, q.status, list(q.reasons)
-                extra = {"candidates": [{"key": review_key(p["context"], c.text), "text": c.text} for c in written]}
+                extra = {"candidates": [{"key": review_key(p["context"], c.text), "text": c.text, "focus": c.focus,
+                                         "logprob": c.logprob, "key_confidence": c.key_confidence,
+                                         "reasons": list(c.reasons)} for c in written]}
             else:
                 raw = models.generate([models.prompt_for({"context": p["context"]})], case.which, greedy)[0].text
                 cand = read_candidate(raw, p["context"], rekey=False)
@@ -177,12 +188,12 @@ def rows_by_run(last: dict) -> dict[str, list[dict]]:
 
 
 def section(run_dirs: list[str | Path], generated: list[dict] | None = None, limit: int | None = None,
-            kept: dict[str, list[dict]] | None = None) -> dict:
+            kept: dict[str, list[dict]] | None = None, candidates: int | None = None) -> dict:
     """The mcq-read section: generate (unless ``generated`` is given: ``--reread``), look up verdicts, report.
 
     The base model is generated once (with the first run's prompt); each run adds its tuned-plain and pipeline
     cases. ``kept``: rows of an earlier generation by run folder name, reused for those runs instead of generating
-    again. The questions still to read go to ``assets/reviews/unread.jsonl`` (git-ignored).
+    again. ``candidates``: the pipeline's candidates per question, when not the Classroom's. The questions still to read go to ``assets/reviews/unread.jsonl`` (git-ignored).
     """
     if generated is None:
         generated = []
@@ -196,8 +207,12 @@ def section(run_dirs: list[str | Path], generated: list[dict] | None = None, lim
             cases = CASES if n == 0 else CASES[1:]
             if tasks.get(run_template(Path(run))).takes_answer:
                 cases += (TEACHER,)
-            reuse = [g for g in (kept or {}).get(Path(run).name, []) if g["case"] in {c.name for c in cases}]
-            generated += reuse or [dict(g, run=Path(run).name) for g in generate(run, cases, limit=limit)]
+            cases = tuple(c.with_candidates(candidates) for c in cases)
+            # every stored case of this run stays (a pipeline ×6 beside the ×4); the cases it lacks are generated
+            reuse = [g for g in (kept or {}).get(Path(run).name, []) if n == 0 or g["case"] != "base"]
+            missing = tuple(c for c in cases if c.name not in {g["case"] for g in reuse})
+            generated += reuse + ([dict(g, run=Path(run).name) for g in generate(run, missing, limit=limit)]
+                                  if missing else [])
     result = report(generated)
     unread = write_unread(result)
     lines = ["Command: `python -m bench --only mcq-read --demo-run RUN [--demo-run RUN2 …]` (generates, ~10 min a "
@@ -221,7 +236,13 @@ def section(run_dirs: list[str | Path], generated: list[dict] | None = None, lim
              "20261203-113854 on (retrained once more: the same texts again), the output layer gets a contiguous "
              "input and the candidates' log-probabilities are read step by step (`contiguous_head`, "
              "`token_logprobs`): the same 23 questions, 1.7× faster. Its pipeline also reports every candidate, "
-             "each read, for the ceiling line under the table.", "",
+             "each read, for the ceiling line under the table. The runs of 2026-12-07 trained and generated in "
+             "float32 on a 2-core AVX2 EPYC without native bf16 (so their seconds are that machine's): "
+             "20261207-032256 is the mcq_focus recipe, 20261207-043058 the same with `data.template=mcq_focus_first` "
+             "(the right option written first, the options moved to a letter drawn from the question's text by the "
+             "pipeline: the mcq_focus model's letter where it writes the key was about 0.25 for each of A–D, so its "
+             "key told nothing). *pipeline ×6*: the pipeline with 6 candidates (`--candidates 6`), one per sentence; "
+             "its first 4 candidates are the texts of the 4-candidate pipeline.", "",
              DEFINITION, "",
              "| case | structure valid | flagged by the checks | **reader-judged correct** | key_wrong | ambiguous | "
              "unanswerable | nonsense | invalid structure | s/question p50 / p95 |",

@@ -74,3 +74,16 @@ def test_the_candidates_ceiling_counts_paragraphs_with_a_correct_candidate_among
     assert case["correct"] == 1  # the chosen: only p0's is right
     assert case["candidates"] == {"n": 6, "n_read": 5, "correct": 2, "any_correct": 2, "all_read": 2, "paragraphs": 3}
     assert [(g["context_id"], g["text"]) for g in case["unread_candidates"]] == [("p1", "rác")]
+
+
+def test_a_pipeline_case_with_other_candidates_says_how_many():
+    """``python -m bench --only mcq-read --candidates 6``: the pipeline cases are named with their count (their
+    rows are not the Classroom's 4-candidate pipeline), the one-answer cases stay as they are."""
+    from core.inference.quiz import CANDIDATES
+
+    pipeline, plain = mcq_read.CASES[2], mcq_read.CASES[1]
+    six = pipeline.with_candidates(6)
+    assert (six.name, six.candidates, six.pipeline) == ("pipeline ×6", 6, True)
+    assert pipeline.with_candidates(CANDIDATES) is pipeline and pipeline.with_candidates(None) is pipeline
+    assert plain.with_candidates(6) is plain
+    assert mcq_read.TEACHER.with_candidates(6).name == "pipeline, teacher's answer ×6"

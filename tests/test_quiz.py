@@ -163,8 +163,8 @@ def test_the_focus_candidates_of_one_batch_are_the_one_by_one_greedy_answers(arc
     decoding = DecodingConfig(max_new_tokens=12, repetition_penalty=1.15)
     batched = greedy_batch(model, tok, prompts, decoding)
     alone = generate(model, tok, prompts, decoding)
-    assert [text for text, _ in batched] == [g.text for g in alone]
-    assert all(lp < 0 for _, lp in batched)
+    assert [d.text for d in batched] == [g.text for g in alone]
+    assert all(d.logprob < 0 for d in batched)
 
 
 def test_the_mean_log_prob_of_a_candidate_is_what_transformers_computes(micro_model_factory):
@@ -231,5 +231,56 @@ def test_the_output_layer_gets_a_contiguous_input_and_the_same_numbers(micro_mod
     fresh = AutoModelForCausalLM.from_pretrained(path, dtype="bfloat16").eval()
     with torch.no_grad():
         assert torch.equal(fresh.get_output_embeddings()(h[:, -1:, :]), hooked.get_output_embeddings()(h[:, -1:, :]))
-        assert greedy_batch(hooked, tok, ["RAM"], DecodingConfig(max_new_tokens=4))[0][0] == \
-            greedy_batch(fresh, tok, ["RAM"], DecodingConfig(max_new_tokens=4))[0][0]
+        assert greedy_batch(hooked, tok, ["RAM"], DecodingConfig(max_new_tokens=4))[0].text == \
+            greedy_batch(fresh, tok, ["RAM"], DecodingConfig(max_new_tokens=4))[0].text
+
+
+def test_the_key_letter_distribution_is_read_where_the_model_wrote_its_key(tokenizer):
+    """key_probs takes the scores of the step that wrote the letter after "Đáp án:" (not an option's letter),
+    renormalised over the four letters; a text without a key gives none, and re-keying moves the confidence to
+    the new key's letter."""
+    import torch
+
+    from core.inference.quiz import _letter_ids, key_probs
+
+    text = format_mcq("Thiết bị nào là thiết bị vào?", ["Bàn phím", "Màn hình", "Máy in", "Loa"], "B")
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    letters = _letter_ids(tokenizer)
+    assert all(letters[x] for x in "ABCD")
+    preferred = {"A": 1.0, "B": 3.0, "C": 0.0, "D": -1.0}
+    seen = []
+
+    def scores(i):
+        seen.append(i)
+        s = torch.full((len(tokenizer),), -5.0)
+        for x, v in preferred.items():
+            s[letters[x]] = v  # every spelling of the letter the same: the letter's mass is their log-sum-exp
+        return s
+
+    probs = key_probs(tokenizer, ids, scores)
+    weight = {x: len(letters[x]) * torch.tensor(v).exp().item() for x, v in preferred.items()}
+    total = sum(weight.values())
+    assert probs == pytest.approx({x: w / total for x, w in weight.items()}, abs=1e-4)
+    assert len(seen) == 1 and tokenizer.decode(ids[:seen[0]]).rstrip().endswith("Đáp án:")
+    assert key_probs(tokenizer, tokenizer.encode("Câu hỏi: A hay B?", add_special_tokens=False), scores) == {}
+
+    para = "Bàn phím là thiết bị vào. Màn hình là thiết bị ra."
+    cand = read_candidate(text, para, key_probs=probs, rekey=False)
+    assert cand.key_confidence == probs["B"]
+    assert read_candidate(text.replace("Đáp án: B", "Đáp án: A"), para, key_probs=probs,
+                          rekey=False).key_confidence == probs["A"]
+
+
+def test_a_key_first_candidate_goes_out_at_its_own_letter_with_its_letter_distribution():
+    """The key-first task's A is the model's answer: read_candidate moves the options (the key follows its option)
+    before checking, and the model's letter distribution moves with them."""
+    from core.tasks.mcq_format import LETTERS, parse_mcq, shuffled_order
+
+    para = "Bàn phím là thiết bị vào. Màn hình là thiết bị ra."
+    text = format_mcq("Thiết bị nào là thiết bị vào?", ["Bàn phím", "Màn hình", "Máy in", "Loa"], "A")
+    probs = {"A": 0.7, "B": 0.1, "C": 0.1, "D": 0.1}
+    cand = read_candidate(text, para, key_first=True, key_probs=probs, rekey=False)
+    order = shuffled_order(parse_mcq(text))
+    assert cand.mcq.options[cand.mcq.answer] == "Bàn phím" and cand.mcq.answer == LETTERS[order.index("A")]
+    assert cand.key_confidence == 0.7 and cand.text.endswith(f"Đáp án: {cand.mcq.answer}.")
+    assert read_candidate(text, para, rekey=False).mcq.answer == "A"  # not key-first: as written

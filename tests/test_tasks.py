@@ -12,7 +12,7 @@ from core.templates import TemplateContext
 MCQ_ROW = {"context": "RAM là bộ nhớ trong.", "question": "RAM là gì?", "answer_a": "Bộ nhớ trong",
            "answer_b": "Bộ nhớ ngoài", "answer_c": "Thiết bị vào", "answer_d": "Thiết bị ra", "correct_answer": "A"}
 ROWS = {  # one role-keyed row per task
-    "mcq_generation": MCQ_ROW, "mcq_answer_first": MCQ_ROW, "mcq_focus": MCQ_ROW,
+    "mcq_generation": MCQ_ROW, "mcq_answer_first": MCQ_ROW, "mcq_focus": MCQ_ROW, "mcq_focus_first": MCQ_ROW,
     "cpt": {"title": "Bộ nhớ", "context": "RAM là bộ nhớ trong."},
     "alpaca": {"instruction": "Dịch sang tiếng Anh", "input": "bộ nhớ", "output": "memory"},
     "chat": {"messages": [{"role": "user", "content": "Xin chào"}, {"role": "assistant", "content": "Chào bạn"}]},
@@ -45,7 +45,7 @@ def test_each_task_trains_on_its_prompt_followed_by_the_answer(name):
 
 def test_only_the_mcq_tasks_group_rows_by_paragraph_and_penalise_repeats():
     mcq = {n for n, t in tasks.TASKS.items() if t.family == tasks.MCQ}
-    assert mcq == {"mcq_generation", "mcq_answer_first", "mcq_focus"}
+    assert mcq == {"mcq_generation", "mcq_answer_first", "mcq_focus", "mcq_focus_first"}
     assert {n for n, t in tasks.TASKS.items() if t.group_role} == mcq
     assert all(tasks.get(n).single_input == "context" and tasks.get(n).repetition_penalty > 1.0 for n in mcq)
     assert all(t.repetition_penalty == 1.0 for n, t in tasks.TASKS.items() if n not in mcq)
@@ -85,6 +85,38 @@ def test_the_focus_task_trains_on_the_sentence_that_holds_the_question_and_its_k
     # without a question or a focus (a pasted paragraph): the first sentence
     assert tasks.inference_prompt("mcq_focus", {"context": FOCUS_ROW["context"]}, PLAIN).endswith(
         f"{FOCUS_LINE} Bộ nhớ trong gồm RAM và ROM.\n\n")
+
+
+def test_the_key_first_task_writes_the_right_option_first_and_the_quiz_moves_it():
+    """mcq_focus_first trains on the focus prompt with the key's option as A (the distractors after it, in their own
+    order); a question it writes goes out with its options at letters drawn from its text, the key following its
+    option, each letter about a quarter of the keys over the bundled questions."""
+    import collections
+    import json
+
+    from core.paths import REPO_ROOT
+    from core.tasks.mcq import key_first_options
+    from core.tasks.mcq_format import LETTERS, format_mcq, parse_mcq, shuffle_options
+
+    formatted = tasks.format_row(FOCUS_ROW, "mcq_focus_first", PLAIN)
+    assert formatted.text[:formatted.loss_spans[0][0]] == tasks.format_row(FOCUS_ROW, "mcq_focus", PLAIN).text[
+        :formatted.loss_spans[0][0]]  # the same prompt as mcq_focus
+    assert formatted.text[formatted.loss_spans[0][0]:].startswith(
+        "Câu hỏi: Bộ nhớ nào chứa chương trình khởi động?\nA. ROM\nB. RAM\nC. Thiết bị vào\nD. Thiết bị ra\nĐáp án: A.")
+    assert tasks.get("mcq_focus_first").key_first and not tasks.get("mcq_focus").key_first
+
+    keys = collections.Counter()
+    for line in (REPO_ROOT / "assets" / "samples" / "vi_informatics_mcq.jsonl").read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        written = parse_mcq(format_mcq(row["question"], key_first_options(row), "A"))
+        moved = shuffle_options(written)
+        assert moved == shuffle_options(parse_mcq(written.raw))  # the same question, the same letters
+        assert moved.options[moved.answer] == written.options["A"]
+        assert sorted(moved.options.values()) == sorted(written.options.values())
+        keys[moved.answer] += 1
+    assert set(keys) == set(LETTERS) and all(0.15 < n / sum(keys.values()) < 0.35 for n in keys.values()), keys
+    broken = parse_mcq("Câu hỏi: x?\nA. a\nB. b\nĐáp án: A.")
+    assert shuffle_options(broken) is broken
 
 
 def test_an_unknown_template_names_the_known_ones():

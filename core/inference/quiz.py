@@ -15,6 +15,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from core import tasks
 from core.config import DecodingConfig
@@ -25,7 +26,8 @@ from core.inference.generate import contiguous_head, generation_config, logits_p
 from core.inference.modelset import ADAPTER
 from core.tasks.mcq_checks import MCQCheck, validate_mcq
 from core.tasks.mcq_content import KEY_BETTER_MIN, KEY_MARGIN, ContentCheck, check_content
-from core.tasks.mcq_format import LETTERS, MCQ, format_mcq, parse_mcq, split_answer_line
+from core.tasks.mcq_format import (LETTERS, MCQ, MCQ_ANSWER_PREFIX, format_mcq, parse_mcq, shuffle_options,
+                                   shuffled_order, split_answer_line)
 from core.tasks.vi_text import content_syllables, fold, option_support, sentences, syllables
 
 OK, FLAGGED = "ok", "flagged"
@@ -54,6 +56,12 @@ class Candidate:
     plan_kept: bool = True
     logprob: float = 0.0  # mean log-probability of its tokens
     focus: str | None = None  # the sentence it was asked to ask about (the focus task)
+    key_probs: dict = field(default_factory=dict)  # the model's letter distribution where it wrote the key
+
+    @property
+    def key_confidence(self) -> float | None:
+        """How sure the model was of this candidate's key (after any re-keying) against the other three letters."""
+        return self.key_probs.get(self.mcq.answer) if self.key_probs and self.mcq.answer else None
 
     @property
     def text(self) -> str:
@@ -95,6 +103,9 @@ class QuizQuestion:
     n_candidates: int = 0
     seconds: float = 0.0
     detail: dict = field(default_factory=dict)  # the content checks' numbers, for the words of a flag
+    focus: str | None = None  # the sentence it was written on (the focus task)
+    logprob: float = 0.0  # the mean log-probability of its tokens
+    key_confidence: float | None = None  # the model's probability of its key against the other letters
 
     @property
     def mcq(self) -> MCQ:
@@ -130,7 +141,8 @@ def focus_support(mcq: MCQ, focus: str) -> dict[str, float]:
 
 
 def read_candidate(raw: str, paragraph: str, *, planned: str | None = None, logprob: float = 0.0,
-                   rekey: bool = True, focus: str | None = None) -> Candidate:
+                   rekey: bool = True, focus: str | None = None, key_probs: dict | None = None,
+                   key_first: bool = False) -> Candidate:
     """Parse one generation and check it; re-key it where the plan (or, without one, the paragraph) disagrees.
 
     Args:
@@ -140,10 +152,17 @@ def read_candidate(raw: str, paragraph: str, *, planned: str | None = None, logp
             paragraph supports far better than the key (``key_unsupported``); a question written on a focus
             sentence is re-keyed to the option that sentence supports far better than the key.
         focus: the sentence the question was asked to be about (the focus task).
+        key_first: the model wrote its answer as option A (the key-first task): the options move to letters of
+            their own (:func:`~core.tasks.mcq_format.shuffle_options`) and ``key_probs`` go with them.
     """
     own, body = split_answer_line(raw)
     planned = planned or own
     mcq = parse_mcq(body)
+    order = shuffled_order(mcq) if key_first else None
+    if order is not None:
+        mcq = shuffle_options(mcq)
+        if key_probs:  # the letter distribution belongs to the options: it moves with them
+            key_probs = {new: key_probs.get(old, 0.0) for new, old in zip(LETTERS, order)}
     structure = validate_mcq(mcq)
     rekeyed_from, plan_kept = None, True
     if structure.valid and planned:
@@ -166,7 +185,8 @@ def read_candidate(raw: str, paragraph: str, *, planned: str | None = None, logp
             rekeyed_from = rekeyed_from or mcq.answer
             mcq = MCQ(mcq.question, dict(mcq.options), best, mcq.raw)
             content = check_content(mcq, paragraph)
-    return Candidate(raw, planned, mcq, structure, content, rekeyed_from, plan_kept, logprob, focus)
+    return Candidate(raw, planned, mcq, structure, content, rekeyed_from, plan_kept, logprob, focus,
+                     dict(key_probs or {}))
 
 
 def choose(candidates: list[Candidate], paragraph: str, started: float, answer: str | None = None) -> QuizQuestion:
@@ -177,7 +197,46 @@ def choose(candidates: list[Candidate], paragraph: str, started: float, answer: 
     return QuizQuestion(paragraph=paragraph, text=best.text, status=FLAGGED if reasons else OK, reasons=reasons,
                         answer=answer or best.planned, rekeyed_from=best.rekeyed_from,
                         structure_ok=best.structure.valid, content_ok=best.content.passed,
-                        n_candidates=len(candidates), seconds=round(time.monotonic() - started, 2), detail=detail)
+                        n_candidates=len(candidates), seconds=round(time.monotonic() - started, 2), detail=detail,
+                        focus=best.focus, logprob=round(best.logprob, 4), key_confidence=best.key_confidence)
+
+
+class Drawn(NamedTuple):
+    """One generated answer: its text, the mean log-probability of its tokens, and the model's distribution over
+    the four key letters where it wrote the key (``{"A": p, …}``; empty when it wrote none)."""
+
+    text: str
+    logprob: float
+    key_probs: dict
+
+
+def _letter_ids(tokenizer) -> dict[str, list[int]]:
+    """The single-token spellings of each key letter ("A", " A", …) in this tokenizer."""
+    out: dict[str, list[int]] = {}
+    for letter in LETTERS:
+        ids = {tuple(tokenizer.encode(v, add_special_tokens=False)) for v in (letter, " " + letter)}
+        out[letter] = sorted(i[0] for i in ids if len(i) == 1)
+    return out
+
+
+def key_probs(tokenizer, new_ids: list[int], step_scores) -> dict[str, float]:
+    """The model's distribution over the four letters at the step where it wrote the key (after "Đáp án:").
+
+    ``step_scores(i)`` gives the processed scores (a 1-D tensor over the vocabulary) of new token ``i``. The letters'
+    probabilities are renormalised among themselves: how sure the model was of its key against the other three.
+    """
+    import torch
+
+    letters = _letter_ids(tokenizer)
+    ids_to_letter = {i: x for x, ids in letters.items() for i in ids}
+    for i, t in enumerate(new_ids):
+        if t in ids_to_letter and tokenizer.decode(new_ids[:i]).rstrip().endswith(MCQ_ANSWER_PREFIX):
+            scores = step_scores(i).float()
+            logits = torch.stack([torch.logsumexp(scores[ids], 0) if ids else torch.tensor(float("-inf"))
+                                  for ids in letters.values()])
+            probs = torch.softmax(logits, 0)
+            return {x: round(float(p), 4) for x, p in zip(letters, probs)}
+    return {}
 
 
 def token_logprobs(scores, sequences):
@@ -193,7 +252,7 @@ def token_logprobs(scores, sequences):
                         for i, s in enumerate(scores)], dim=1)
 
 
-def sample(model, tokenizer, prompt: str, n: int, decoding: DecodingConfig) -> list[tuple[str, float]]:
+def sample(model, tokenizer, prompt: str, n: int, decoding: DecodingConfig) -> list[Drawn]:
     """``n`` sampled answers to one prompt in one batch (no padding: the same prompt), with their mean log-prob."""
     import torch
 
@@ -210,17 +269,18 @@ def sample(model, tokenizer, prompt: str, n: int, decoding: DecodingConfig) -> l
         scores = token_logprobs(out.scores, out.sequences)
     results = []
     pad = gc.pad_token_id
-    for seq, sc in zip(out.sequences, scores):
+    for row, (seq, sc) in enumerate(zip(out.sequences, scores)):
         new = seq[len(ids):]
         keep = new != pad if pad is not None else torch.ones_like(new, dtype=torch.bool)
         text = tokenizer.decode(new[keep].tolist(), skip_special_tokens=True)
         finite = sc[keep[: sc.shape[0]]] if sc.shape[0] == new.shape[0] else sc
         finite = finite[torch.isfinite(finite)]
-        results.append((text, float(finite.mean()) if finite.numel() else 0.0))
+        letters = key_probs(tokenizer, new.tolist(), lambda i, row=row: out.scores[i][row])
+        results.append(Drawn(text, float(finite.mean()) if finite.numel() else 0.0, letters))
     return results
 
 
-def greedy_batch(model, tokenizer, prompts: list[str], decoding: DecodingConfig) -> list[tuple[str, float]]:
+def greedy_batch(model, tokenizer, prompts: list[str], decoding: DecodingConfig) -> list[Drawn]:
     """One greedy answer to each of several prompts in one left-padded batch, with their mean log-prob.
 
     The focus task's candidates differ only in the sentence their prompt names: one batch costs far less than
@@ -247,13 +307,14 @@ def greedy_batch(model, tokenizer, prompts: list[str], decoding: DecodingConfig)
         scores = token_logprobs(out.scores, out.sequences)
     eos = gc.eos_token_id if isinstance(gc.eos_token_id, (list, tuple)) else [gc.eos_token_id]
     results = []
-    for seq, sc in zip(out.sequences, scores):
+    for row, (seq, sc) in enumerate(zip(out.sequences, scores)):
         new = seq[width:].tolist()
         n = next((i for i, t in enumerate(new) if t in eos or t == pad), len(new))  # the row's own end
         text = tokenizer.decode(new[:n], skip_special_tokens=True)
         kept = sc[:n]
         kept = kept[torch.isfinite(kept)]
-        results.append((text, float(kept.mean()) if kept.numel() else 0.0))
+        letters = key_probs(tokenizer, new[:n], lambda i, row=row: out.scores[i][row])
+        results.append(Drawn(text, float(kept.mean()) if kept.numel() else 0.0, letters))
     return results
 
 
@@ -321,15 +382,15 @@ class QuizWriter:
             greedy = replace(self.decoding, seed=seed, do_sample=False)
             prompts = [run_prompt(self.run_dir, {"context": paragraph, "focus": f}) for f in focuses]
             with self.models.use(self.which) as model:
-                drawn = [(text, lp, f) for (text, lp), f in
-                         zip(greedy_batch(model, self.models.tokenizer, prompts, greedy), focuses)]
+                drawn = list(zip(greedy_batch(model, self.models.tokenizer, prompts, greedy), focuses))
         else:
             decoding = replace(self.decoding, seed=seed, do_sample=n > 1 or self.decoding.do_sample)
             with self.models.use(self.which) as model:
-                drawn = [(text, lp, None) for text, lp in
+                drawn = [(d, None) for d in
                          sample(model, self.models.tokenizer, self.prompt(paragraph, answer), n, decoding)]
-        candidates = [read_candidate(text, paragraph, planned=answer, logprob=lp, rekey=self.rekey, focus=f)
-                      for text, lp, f in drawn]
+        key_first = tasks.get(self.template).key_first
+        candidates = [read_candidate(d.text, paragraph, planned=answer, logprob=d.logprob, rekey=self.rekey, focus=f,
+                                     key_probs=d.key_probs, key_first=key_first) for d, f in drawn]
         out: list[QuizQuestion] = []
         used: set[str] = set()
         for cand in sorted(candidates, key=Candidate.rank):

@@ -16,8 +16,8 @@ from core.tasks.base import Task
 from core.templates import Formatted, TemplateContext
 
 # the order is the form's; for_schema picks the first task of a schema (mcq: the plain MCQ task)
-TASKS: dict[str, Task] = {t.name: t for t in (mcq.TASK, mcq.ANSWER_FIRST, mcq.FOCUS, text.CPT, chat.ALPACA, chat.CHAT,
-                                              price.TASK, text.TEXT)}
+TASKS: dict[str, Task] = {t.name: t for t in (mcq.TASK, mcq.ANSWER_FIRST, mcq.FOCUS, mcq.FOCUS_FIRST, text.CPT,
+                                              chat.ALPACA, chat.CHAT, price.TASK, text.TEXT)}
 TASK_NAMES: tuple[str, ...] = tuple(TASKS)
 MCQ = mcq.TASK.family  # the classroom's family of tasks: the Classroom tab lists only their runs
 

@@ -34,6 +34,8 @@ class Task:
         takes_answer: the prompt can carry the answer to ask for (the answer-first MCQ task: a teacher's answer).
         takes_focus: the prompt names one sentence of the paragraph to ask about (``row["focus"]``); the quiz
             pipeline then writes one candidate per sentence instead of sampling one prompt.
+        key_first: the model writes the right option first (A) and the distractors after it; whoever shows the
+            question moves the options to a position of its own (``core.tasks.mcq_format.shuffle_options``).
         family: tasks that write the same kind of answer (both MCQ templates: "mcq"); the Classroom lists the
             runs of the MCQ family. Defaults to the name.
     """
@@ -52,6 +54,7 @@ class Task:
     family: str = ""
     takes_answer: bool = False
     takes_focus: bool = False
+    key_first: bool = False
 
     def __post_init__(self) -> None:
         if not self.family:

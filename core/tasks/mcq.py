@@ -118,6 +118,27 @@ def prompt_focus(row: dict, ctx: TemplateContext) -> str:
     return generation_prompt(focus_prompt(need(row, "context"), focus_sentence(row)), ctx)
 
 
+# The key-first focus variant: the same prompt, but the training answer lists the right option first, so that the
+# model writes its answer before its distractors and the key is always A. Why: a demo run of mcq_focus spreads
+# its probability over the four letters where it writes the key (about 0.25 each, measured on the test split's
+# 123 candidates, correct or not): the bundled keys sit at random letters, so the letter tells nothing of what the
+# model meant, and a question it wrote right can carry another key. With the answer first the model says which
+# option it means, and the quiz pipeline moves the options to a letter of its own (mcq_format.shuffle_options).
+
+
+def key_first_options(row: dict) -> list[str]:
+    """A training row's options with its key first, the distractors after it in their own order."""
+    key = need(row, "correct_answer").strip().strip(".").lower()
+    if key not in ("a", "b", "c", "d"):
+        raise DataError(f"answer key {row.get('correct_answer')!r} is not one of A, B, C, D", field="correct_answer")
+    return [need(row, f"answer_{key}")] + [need(row, f"answer_{x}") for x in "abcd" if x != key]
+
+
+def format_focus_first(row: dict, ctx: TemplateContext) -> Formatted:
+    completion = format_mcq(need(row, "question"), key_first_options(row), "A")
+    return pair(focus_prompt(need(row, "context"), focus_sentence(row)), completion, ctx)
+
+
 def judge(texts: list[str], rows: list[dict]) -> dict:
     """Structure of each generated question (validity rate, reason counts, key distribution) and its content checks
     against its paragraph (signals, not the verdict: see core.tasks.mcq_content)."""
@@ -150,3 +171,7 @@ ANSWER_FIRST = Task(name="mcq_answer_first", schema="mcq", needs=MCQ_ROLES, form
 FOCUS = Task(name="mcq_focus", schema="mcq", needs=MCQ_ROLES, format=format_focus, prompt=prompt_focus,
              prompt_roles=("context",), group_role="context", repetition_penalty=MCQ_REPETITION_PENALTY, judge=judge,
              check=check, family="mcq", takes_focus=True)
+FOCUS_FIRST = Task(name="mcq_focus_first", schema="mcq", needs=MCQ_ROLES, format=format_focus_first,
+                   prompt=prompt_focus, prompt_roles=("context",), group_role="context",
+                   repetition_penalty=MCQ_REPETITION_PENALTY, judge=judge, check=check, family="mcq", takes_focus=True,
+                   key_first=True)

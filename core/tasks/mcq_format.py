@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 __all__ = ["MCQ_QUESTION_PREFIX", "MCQ_ANSWER_PREFIX", "LETTERS", "MCQ", "format_mcq", "parse_mcq", "ANSWER_LINE",
-           "split_answer_line"]
+           "split_answer_line", "shuffle_options", "shuffled_order"]
 
 # ---------------------------------------------------------------------------
 # Canonical format
@@ -133,6 +133,34 @@ class MCQ:
     options: dict[str, str]
     answer: str | None
     raw: str = field(default="", compare=False)
+
+
+def shuffled_order(mcq: MCQ) -> tuple[str, ...] | None:
+    """The letters of ``mcq``'s options in the order :func:`shuffle_options` puts them (new position ``n`` holds the
+    option that was at ``order[n]``); None for an MCQ without four options A–D and a key among them."""
+    import hashlib
+    import itertools
+
+    if mcq.answer not in LETTERS or any(x not in mcq.options for x in LETTERS):
+        return None
+    seed = hashlib.sha256("\n".join([mcq.question or "", *(mcq.options[x] for x in LETTERS)]).encode("utf-8"))
+    orders = list(itertools.permutations(LETTERS))
+    return orders[int.from_bytes(seed.digest()[:8], "big") % len(orders)]
+
+
+def shuffle_options(mcq: MCQ) -> MCQ:
+    """The MCQ with its four options moved to other letters, the key following its option.
+
+    For a model trained to write its answer first (the key-first task): a quiz must not always key A. The order is
+    a permutation drawn from the question's own text (sha256), so the same question always comes out the same,
+    and over many questions each letter is the key about a quarter of the time. An MCQ without four options A–D
+    and a key among them is returned as it is.
+    """
+    order = shuffled_order(mcq)
+    if order is None:
+        return mcq
+    options = {new: mcq.options[old] for new, old in zip(LETTERS, order)}
+    return MCQ(mcq.question, options, LETTERS[order.index(mcq.answer)], mcq.raw)
 
 
 # ---------------------------------------------------------------------------
