@@ -353,3 +353,16 @@ def test_a_batch_larger_than_the_data_is_estimated_with_the_rows_there_are(micro
     C.set_value(cfg, "train.per_device_train_batch_size", 2)
     two = estimate_memory(cfg, profile=profile)
     assert big.batch_size == 2 and big.total == two.total
+
+
+def test_torch_compile_is_off_by_default_and_reaches_the_trainer_as_transformers_own_option(tmp_path):
+    """train.torch_compile is TrainingArguments' torch_compile (inductor when on); off unless chosen, since on a
+    2-core CPU the compile time outweighs the faster steps of a short run."""
+    from core.train.trainer import sft_config
+
+    cfg = C.RunConfig()
+    args = sft_config(cfg, tmp_path)
+    assert args.torch_compile is False and args.torch_compile_backend is None
+    C.set_value(cfg, "train.torch_compile", True)
+    args = sft_config(cfg, tmp_path)
+    assert args.torch_compile is True and args.torch_compile_backend == "inductor"

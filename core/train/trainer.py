@@ -228,6 +228,6 @@ def sft_config(cfg: RunConfig, checkpoints: Path, *, checkpointing: bool | None 
         dataloader_num_workers=0, remove_unused_columns=True,
         # a LoRA step uses every trainable weight: DDP's search for unused ones is a wasted pass (multi-process runs)
         ddp_find_unused_parameters=False,
-        train_sampling_strategy=t.train_sampling_strategy,
+        train_sampling_strategy=t.train_sampling_strategy, torch_compile=t.torch_compile,
         activation_checkpointing_kwargs={"use_reentrant": False} if gc else None,
     )
