@@ -80,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", action="store_true",
                    help="mcq-read with --demo-run: reuse the last generation of the runs it already holds (by run "
                         "folder name) and generate only for the new ones")
+    p.add_argument("--whole-vocabulary", action="store_true",
+                   help="mcq-read: also the pipeline over the whole vocabulary (the baseline of the run's vocabulary "
+                        "the Classroom writes with)")
     p.add_argument("--candidates", type=int, default=None, metavar="N",
                    help="mcq-read: the pipeline writes N candidates a question (default: the Classroom's)")
     p.add_argument("--full", action="store_true", help="merge-matrix: every cell (default: a representative subset)")
@@ -140,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
                 runs = (last["runs"] if again is not None
                         else args.demo_run or [demo_run or e2e.train_demo(tmp / "mcq-read")])
                 kept = mcq_read.rows_by_run(last) if args.keep else {}
-                results["mcq_read"] = mcq_read.section(runs, generated=again, kept=kept, candidates=args.candidates)
+                results["mcq_read"] = mcq_read.section(runs, generated=again, kept=kept, candidates=args.candidates,
+                                                       whole_vocabulary=args.whole_vocabulary)
         if "mcq-checks" in sections:
             from bench import mcq_checks
 

@@ -40,6 +40,7 @@ class Case:
     # the phrase a teacher would mark
     teacher_answer: bool = False
     candidates: int | None = None  # the pipeline's candidates (None: the Classroom's, quiz.CANDIDATES)
+    narrow: bool = True  # the pipeline writes with the run's vocabulary (core.inference.vocab), as the Classroom does
 
     def with_candidates(self, n: int | None) -> "Case":
         """This case with ``n`` candidates, named so (``pipeline ×6``) when ``n`` is not the Classroom's."""
@@ -47,10 +48,11 @@ class Case:
 
         if not self.pipeline or not n or n == CANDIDATES:
             return self
-        return Case(f"{self.name} ×{n}", self.which, True, self.teacher_answer, n)
+        return Case(f"{self.name} ×{n}", self.which, True, self.teacher_answer, n, self.narrow)
 
 
 CASES = (Case("base", "base", False), Case("tuned-plain", "adapter", False), Case("pipeline", "adapter", True))
+WHOLE = Case("pipeline, whole vocabulary", "adapter", True, narrow=False)  # --whole-vocabulary: the step's baseline
 TEACHER = Case("pipeline, teacher's answer", "adapter", True, teacher_answer=True)
 
 
@@ -73,7 +75,7 @@ def generate(run_dir: str | Path, cases: tuple[Case, ...] = CASES, limit: int | 
     paragraphs = test_paragraphs()[:limit]
     out = []
     for case in cases:
-        writer = (QuizWriter(models, which=case.which, run_dir=run_dir,
+        writer = (QuizWriter(models, which=case.which, run_dir=run_dir, narrow=case.narrow,
                              candidates=case.candidates or candidates or CANDIDATES) if case.pipeline else None)
         for p in paragraphs:
             t0 = time.monotonic()
@@ -188,7 +190,8 @@ def rows_by_run(last: dict) -> dict[str, list[dict]]:
 
 
 def section(run_dirs: list[str | Path], generated: list[dict] | None = None, limit: int | None = None,
-            kept: dict[str, list[dict]] | None = None, candidates: int | None = None) -> dict:
+            kept: dict[str, list[dict]] | None = None, candidates: int | None = None,
+            whole_vocabulary: bool = False) -> dict:
     """The mcq-read section: generate (unless ``generated`` is given: ``--reread``), look up verdicts, report.
 
     The base model is generated once (with the first run's prompt); each run adds its tuned-plain and pipeline
@@ -207,7 +210,7 @@ def section(run_dirs: list[str | Path], generated: list[dict] | None = None, lim
             cases = CASES if n == 0 else CASES[1:]
             if tasks.get(run_template(Path(run))).takes_answer:
                 cases += (TEACHER,)
-            cases = tuple(c.with_candidates(candidates) for c in cases)
+            cases = tuple(c.with_candidates(candidates) for c in cases) + ((WHOLE,) if whole_vocabulary else ())
             # every stored case of this run stays (a pipeline ×6 beside the ×4); the cases it lacks are generated
             reuse = [g for g in (kept or {}).get(Path(run).name, []) if n == 0 or g["case"] != "base"]
             missing = tuple(c for c in cases if c.name not in {g["case"] for g in reuse})
@@ -242,7 +245,15 @@ def section(run_dirs: list[str | Path], generated: list[dict] | None = None, lim
              "(the right option written first, the options moved to a letter drawn from the question's text by the "
              "pipeline: the mcq_focus model's letter where it writes the key was about 0.25 for each of A–D, so its "
              "key told nothing). *pipeline ×6*: the pipeline with 6 candidates (`--candidates 6`), one per sentence; "
-             "its first 4 candidates are the texts of the 4-candidate pipeline.", "",
+             "its first 4 candidates are the texts of the 4-candidate pipeline. *pipeline, whole vocabulary* "
+             "(`--whole-vocabulary`): the pipeline as it was up to 20261207-043058, each step over Gemma's 262k-token "
+             "vocabulary; *pipeline* from 20261207-061721 on, and for 20261207-043058 its new row, writes with the "
+             "run's vocabulary (`core.inference.vocab`: the tokens of the rows it trained on, the paragraph's, and "
+             "single letters; 2,865 tokens here): the output layer was 44% of a question's time. On the same run "
+             "61 of the 92 candidates are the same texts; the others differ where the model wanted a word the run "
+             "never saw (' nhựa', ' Camera', ' Control Panel'), and 9 of the 23 chosen questions changed. "
+             "20261207-061721 is the demo recipe with 68 steps instead of 100 (512 s of training instead of 841 "
+             "in float32 here).", "",
              DEFINITION, "",
              "| case | structure valid | flagged by the checks | **reader-judged correct** | key_wrong | ambiguous | "
              "unanswerable | nonsense | invalid structure | s/question p50 / p95 |",

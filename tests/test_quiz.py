@@ -284,3 +284,20 @@ def test_a_key_first_candidate_goes_out_at_its_own_letter_with_its_letter_distri
     assert cand.mcq.options[cand.mcq.answer] == "Bàn phím" and cand.mcq.answer == LETTERS[order.index("A")]
     assert cand.key_confidence == 0.7 and cand.text.endswith(f"Đáp án: {cand.mcq.answer}.")
     assert read_candidate(text, para, rekey=False).mcq.answer == "A"  # not key-first: as written
+
+
+def test_a_runs_vocabulary_holds_its_training_rows_tokens_and_little_else(answer_first_run):
+    """The set the quiz writes with: every token of the rows the run trained on, the tokenizer's special and
+    spelling tokens, and a small part of the whole vocabulary."""
+    from core import data as D
+    from core.inference.batch import run_tokenizer
+    from core.inference.vocab import run_vocabulary, spelling_tokens
+    from core.run import RunFolder
+
+    vocab = run_vocabulary(answer_first_run)
+    tok = run_tokenizer(str(answer_first_run))
+    cfg = RunFolder(answer_first_run).read_config()
+    rows = D.prepare(cfg.data, tok, seed=cfg.train.seed).train
+    assert {t for e in rows for t in e.input_ids} <= vocab and spelling_tokens(tok) <= vocab
+    assert len(vocab) < len(tok) // 4
+    assert not set(tok.encode("Kubernetes orchestrates containerised microservices", add_special_tokens=False)) <= vocab

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -202,12 +203,13 @@ def choose(candidates: list[Candidate], paragraph: str, started: float, answer: 
 
 
 class Drawn(NamedTuple):
-    """One generated answer: its text, the mean log-probability of its tokens, and the model's distribution over
-    the four key letters where it wrote the key (``{"A": p, …}``; empty when it wrote none)."""
+    """One generated answer: its text, the mean log-probability of its tokens, the model's distribution over
+    the four key letters where it wrote the key (``{"A": p, …}``; empty when it wrote none), and its token ids."""
 
     text: str
     logprob: float
     key_probs: dict
+    token_ids: tuple = ()
 
 
 def _letter_ids(tokenizer) -> dict[str, list[int]]:
@@ -252,8 +254,33 @@ def token_logprobs(scores, sequences):
                         for i, s in enumerate(scores)], dim=1)
 
 
-def sample(model, tokenizer, prompt: str, n: int, decoding: DecodingConfig) -> list[Drawn]:
-    """``n`` sampled answers to one prompt in one batch (no padding: the same prompt), with their mean log-prob."""
+def _generate(model, x, mask, gc, procs, vocab: frozenset | None):
+    """One generate() with its scores, over ``vocab`` when given (:mod:`core.inference.vocab`).
+
+    Returns (sequences in the model's ids, each new token's log-probability (rows, steps), ``step_scores(i, row)``:
+    the processed scores of new token ``i`` over the whole vocabulary).
+    """
+    import torch
+
+    from core.inference import vocab as V
+
+    narrow = V.for_prompts(vocab, x.tolist(), gc, model.get_output_embeddings().weight.shape[0]) \
+        if vocab and V.narrowable(model) else None
+    if narrow is not None:
+        x, gc = narrow.narrow(x), V.narrow_config(gc, narrow)
+    with (narrow.applied(model) if narrow is not None else nullcontext()), torch.no_grad():
+        out = model.generate(input_ids=x, attention_mask=mask, generation_config=gc, logits_processor=procs)
+        scores = token_logprobs(out.scores, out.sequences)
+    if narrow is None:
+        return out.sequences, scores, lambda i, row: out.scores[i][row]
+    return narrow.widen(out.sequences), scores, lambda i, row: narrow.widen_scores(out.scores[i][row])
+
+
+def sample(model, tokenizer, prompt: str, n: int, decoding: DecodingConfig,
+           vocab: frozenset | None = None) -> list[Drawn]:
+    """``n`` sampled answers to one prompt in one batch (no padding: the same prompt), with their mean log-prob.
+
+    ``vocab``: generate over these tokens only (and the prompt's), :mod:`core.inference.vocab`."""
     import torch
 
     ids = encode_prompt(tokenizer, prompt)
@@ -263,30 +290,31 @@ def sample(model, tokenizer, prompt: str, n: int, decoding: DecodingConfig) -> l
     gc.num_return_sequences = n
     gc.return_dict_in_generate, gc.output_scores = True, True
     torch.manual_seed(decoding.seed)
-    with torch.no_grad():
-        out = model.generate(input_ids=x, attention_mask=torch.ones_like(x), generation_config=gc,
-                             logits_processor=logits_processors(decoding, len(ids)))
-        scores = token_logprobs(out.scores, out.sequences)
+    sequences, scores, step_scores = _generate(model, x, torch.ones_like(x), gc,
+                                               logits_processors(decoding, len(ids)), vocab)
     results = []
     pad = gc.pad_token_id
-    for row, (seq, sc) in enumerate(zip(out.sequences, scores)):
+    for row, (seq, sc) in enumerate(zip(sequences, scores)):
         new = seq[len(ids):]
         keep = new != pad if pad is not None else torch.ones_like(new, dtype=torch.bool)
-        text = tokenizer.decode(new[keep].tolist(), skip_special_tokens=True)
+        kept_ids = new[keep].tolist()
+        text = tokenizer.decode(kept_ids, skip_special_tokens=True)
         finite = sc[keep[: sc.shape[0]]] if sc.shape[0] == new.shape[0] else sc
         finite = finite[torch.isfinite(finite)]
-        letters = key_probs(tokenizer, new.tolist(), lambda i, row=row: out.scores[i][row])
-        results.append(Drawn(text, float(finite.mean()) if finite.numel() else 0.0, letters))
+        letters = key_probs(tokenizer, new.tolist(), lambda i, row=row: step_scores(i, row))
+        results.append(Drawn(text, float(finite.mean()) if finite.numel() else 0.0, letters, tuple(kept_ids)))
     return results
 
 
-def greedy_batch(model, tokenizer, prompts: list[str], decoding: DecodingConfig) -> list[Drawn]:
+def greedy_batch(model, tokenizer, prompts: list[str], decoding: DecodingConfig,
+                 vocab: frozenset | None = None) -> list[Drawn]:
     """One greedy answer to each of several prompts in one left-padded batch, with their mean log-prob.
 
     The focus task's candidates differ only in the sentence their prompt names: one batch costs far less than
     one generate() per prompt on a CPU (the weights are read once per step for all of them). Left padding moves
     the numbers a little, so a candidate may differ in a late token from its one-by-one generation; the quiz
     compares no models, so that does not matter here (the Compare tab generates one prompt at a time).
+    ``vocab``: generate over these tokens only (and the prompts'), :mod:`core.inference.vocab`.
     """
     import torch
 
@@ -300,21 +328,18 @@ def greedy_batch(model, tokenizer, prompts: list[str], decoding: DecodingConfig)
     x = torch.tensor([[pad] * (width - len(ids)) + ids for ids in encoded], device=device)
     mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in encoded], device=device)
     contiguous_head(model)
-    with torch.no_grad():
-        # the repetition penalty leaves out the whole padded prompt width: every row's new tokens start there
-        out = model.generate(input_ids=x, attention_mask=mask, generation_config=gc,
-                             logits_processor=logits_processors(decoding, width))
-        scores = token_logprobs(out.scores, out.sequences)
+    # the repetition penalty leaves out the whole padded prompt width: every row's new tokens start there
+    sequences, scores, step_scores = _generate(model, x, mask, gc, logits_processors(decoding, width), vocab)
     eos = gc.eos_token_id if isinstance(gc.eos_token_id, (list, tuple)) else [gc.eos_token_id]
     results = []
-    for row, (seq, sc) in enumerate(zip(out.sequences, scores)):
+    for row, (seq, sc) in enumerate(zip(sequences, scores)):
         new = seq[width:].tolist()
         n = next((i for i, t in enumerate(new) if t in eos or t == pad), len(new))  # the row's own end
         text = tokenizer.decode(new[:n], skip_special_tokens=True)
         kept = sc[:n]
         kept = kept[torch.isfinite(kept)]
-        letters = key_probs(tokenizer, new[:n], lambda i, row=row: out.scores[i][row])
-        results.append(Drawn(text, float(kept.mean()) if kept.numel() else 0.0, letters))
+        letters = key_probs(tokenizer, new[:n], lambda i, row=row: step_scores(i, row))
+        results.append(Drawn(text, float(kept.mean()) if kept.numel() else 0.0, letters, tuple(new[:n])))
     return results
 
 
@@ -342,16 +367,27 @@ class QuizWriter:
             MCQ family.
         candidates: answers sampled per question (1: one greedy answer, no sampling).
         decoding: the sampling settings (temperature, top-p, max new tokens, the repetition penalty).
+        narrow: write with the run's vocabulary only (its training rows' tokens and the paragraph's,
+            :mod:`core.inference.vocab`): the output layer's cost falls from most of a step to a few percent.
     """
 
     def __init__(self, models, *, which: str = ADAPTER, run_dir: str | Path | None = None,
-                 candidates: int = CANDIDATES, decoding: DecodingConfig | None = None, rekey: bool = True):
+                 candidates: int = CANDIDATES, decoding: DecodingConfig | None = None, rekey: bool = True,
+                 narrow: bool = True):
         self.run_dir = Path(run_dir or models.run_dir)
         self.template = question_template(self.run_dir)
         self.models, self.which, self.candidates, self.rekey = models, which, max(1, int(candidates)), rekey
+        self.narrow = narrow
         self.decoding = decoding or DecodingConfig(max_new_tokens=MAX_NEW_TOKENS, do_sample=candidates > 1,
                                                    temperature=TEMPERATURE, top_p=TOP_P,
                                                    repetition_penalty=tasks.get(self.template).repetition_penalty)
+
+    @property
+    def vocabulary(self) -> frozenset | None:
+        """The tokens the run writes with (None: the whole vocabulary)."""
+        from core.inference.vocab import run_vocabulary
+
+        return run_vocabulary(self.run_dir) if self.narrow else None
 
     @property
     def takes_answer(self) -> bool:
@@ -382,12 +418,14 @@ class QuizWriter:
             greedy = replace(self.decoding, seed=seed, do_sample=False)
             prompts = [run_prompt(self.run_dir, {"context": paragraph, "focus": f}) for f in focuses]
             with self.models.use(self.which) as model:
-                drawn = list(zip(greedy_batch(model, self.models.tokenizer, prompts, greedy), focuses))
+                drawn = list(zip(greedy_batch(model, self.models.tokenizer, prompts, greedy, self.vocabulary),
+                                 focuses))
         else:
             decoding = replace(self.decoding, seed=seed, do_sample=n > 1 or self.decoding.do_sample)
             with self.models.use(self.which) as model:
                 drawn = [(d, None) for d in
-                         sample(model, self.models.tokenizer, self.prompt(paragraph, answer), n, decoding)]
+                         sample(model, self.models.tokenizer, self.prompt(paragraph, answer), n, decoding,
+                                self.vocabulary)]
         key_first = tasks.get(self.template).key_first
         candidates = [read_candidate(d.text, paragraph, planned=answer, logprob=d.logprob, rekey=self.rekey, focus=f,
                                      key_probs=d.key_probs, key_first=key_first) for d, f in drawn]
