@@ -252,6 +252,8 @@ def section(run_dirs: list[str | Path], generated: list[dict] | None = None, lim
              "single letters; 2,865 tokens here): the output layer was 44% of a question's time. On the same run "
              "61 of the 92 candidates are the same texts; the others differ where the model wanted a word the run "
              "never saw (' nhựa', ' Camera', ' Control Panel'), and 9 of the 23 chosen questions changed. "
+             "*pipeline, + the tokenizer's Vietnamese words* (tried, not kept): the same set with every Gemma token "
+             "that is a Vietnamese word, 9,290 tokens, so that ' nhựa' stays one token. "
              "20261207-061721 is the demo recipe with 68 steps instead of 100 (512 s of training instead of 841 "
              "in float32 here).", "",
              DEFINITION, "",
