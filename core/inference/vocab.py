@@ -26,6 +26,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable
 
+import torch
+
+from core.inference.generate import _contiguous_input
+
 log = logging.getLogger(__name__)
 
 # Single characters that keep every Latin or Vietnamese word spellable: ASCII, Latin-1 and Latin Extended-A/B,
@@ -81,37 +85,32 @@ def run_vocabulary(run_dir: str | Path) -> frozenset[int]:
     return _run_vocabulary(str(folder.path.resolve()), folder.config.stat().st_mtime)
 
 
-def _wide_embedding(inner, wide_of):
+class WideEmbedding(torch.nn.Module):
     """The input embedding seen from inside: narrow ids in, the model's own embedding of their wide ids out."""
-    import torch
 
-    class WideEmbedding(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.inner = inner
-            self.register_buffer("wide_of", wide_of, persistent=False)
+    def __init__(self, inner, wide_of):
+        super().__init__()
+        self.inner = inner
+        self.register_buffer("wide_of", wide_of, persistent=False)
 
-        @property
-        def weight(self):  # a model may read its embedding's weight (its dtype, its device)
-            return self.inner.weight
+    @property
+    def weight(self):  # a model may read its embedding's weight (its dtype, its device)
+        return self.inner.weight
 
-        def forward(self, input_ids):
-            return self.inner(self.wide_of[input_ids])
-
-    return WideEmbedding()
+    def forward(self, input_ids):
+        return self.inner(self.wide_of[input_ids])
 
 
 def _narrow_head(head, ids):
-    import torch
-
+    """The output layer's rows ``ids`` as a Linear of their own (made on the meta device: no weights to initialise),
+    given a contiguous input as :func:`~core.inference.generate.contiguous_head` gives the whole one."""
     weight = head.weight.detach().index_select(0, ids.to(head.weight.device)).contiguous()
     bias = getattr(head, "bias", None)
-    out = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device=weight.device,
-                          dtype=weight.dtype)
+    out = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device="meta")
     out.weight = torch.nn.Parameter(weight, requires_grad=False)
     if bias is not None:
         out.bias = torch.nn.Parameter(bias.detach().index_select(0, ids.to(bias.device)), requires_grad=False)
-    out.register_forward_pre_hook(lambda m, args: (args[0].contiguous(), *args[1:]))
+    out.register_forward_pre_hook(_contiguous_input)
     return out
 
 
@@ -132,8 +131,6 @@ class NarrowVocab:
     """
 
     def __init__(self, ids: Iterable[int], vocab_size: int):
-        import torch
-
         wide = sorted({int(i) for i in ids if 0 <= int(i) < vocab_size})
         self.wide_of = torch.tensor(wide, dtype=torch.long)
         self.narrow_of = torch.full((vocab_size,), -1, dtype=torch.long)
@@ -157,8 +154,6 @@ class NarrowVocab:
 
     def widen_scores(self, scores):
         """One step's narrow scores (…, K) as wide ones (…, vocab_size), -inf outside the set."""
-        import torch
-
         out = torch.full((*scores.shape[:-1], self.vocab_size), float("-inf"), dtype=scores.dtype,
                          device=scores.device)
         out[..., self.wide_of.to(scores.device)] = scores
@@ -177,7 +172,7 @@ class NarrowVocab:
         """The model, its input embedding and output layer swapped for this set's, until the block ends."""
         embedding, head = model.get_input_embeddings(), model.get_output_embeddings()
         device = head.weight.device
-        put_back = _swap(model, embedding, _wide_embedding(embedding, self.wide_of.to(device)))
+        put_back = _swap(model, embedding, WideEmbedding(embedding, self.wide_of.to(device)))
         put_back += _swap(model, head, _narrow_head(head, self.wide_of))
         try:
             yield model
@@ -187,13 +182,11 @@ class NarrowVocab:
 
 
 def narrowable(model) -> bool:
-    """Whether the swap applies: a plain float output layer with a (vocab, hidden) weight, and the input embedding
-    a separate module (a quantized or adapted output layer is left whole)."""
-    import torch
-
+    """Whether the swap applies: the output layer is a plain float Linear and there is an input embedding (a
+    quantized or adapted output layer is left whole)."""
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     embedding = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
-    return (type(head) is torch.nn.Linear and embedding is not None and head.weight.dim() == 2
+    return (type(head) is torch.nn.Linear and embedding is not None
             and head.weight.dtype in (torch.float32, torch.bfloat16, torch.float16))
 
 
