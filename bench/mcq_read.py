@@ -255,7 +255,12 @@ def section(run_dirs: list[str | Path], generated: list[dict] | None = None, lim
              "*pipeline, + the tokenizer's Vietnamese words* (tried, not kept): the same set with every Gemma token "
              "that is a Vietnamese word, 9,290 tokens, so that ' nhựa' stays one token. "
              "20261207-061721 is the demo recipe with 68 steps instead of 100 (512 s of training instead of 841 "
-             "in float32 here).", "",
+             "in float32 here). 20261207-083307 (100 steps, 352 s of training) and 20261207-084650 (130 steps, the "
+             "demo preset now, 474 s) trained and generated in bfloat16 on a 2-core AMD EPYC with AVX512-BF16; "
+             "their *pipeline* rows write with a float32 output layer over the run's vocabulary (a bfloat16 one "
+             "rounds logits near 20 to steps of 0.125, and greedy decoding followed the rounding: with it the two "
+             "pipelines read 9/23 and 10/23) and with the checks' full-stop and given-away-key rules of that day.",
+             "",
              DEFINITION, "",
              "| case | structure valid | flagged by the checks | **reader-judged correct** | key_wrong | ambiguous | "
              "unanswerable | nonsense | invalid structure | s/question p50 / p95 |",

@@ -1,9 +1,10 @@
 """The README's screenshots, from a real trained run: ``python scripts/screenshots.py RUN_DIR [--out DIR]``.
 
 RUN_DIR is a finished run of the demo preset (``python -m core train presets/demo.yaml``). The app is started on
-a runs folder that holds only that run (a symbolic link to it), and Chromium visits each tab as a teacher would:
-the dataset, the demo preset's form, the run's curves, the merge and its report (merging the run when it has no
-merge yet), Compare on a test paragraph, and the Classroom's quiz card with its badges. The PNGs go to
+a runs folder that holds only that run (a copy made of hard links, beside it), and Chromium visits each tab as a
+teacher would: the dataset, the demo preset's form, the run's curves, the merge and its report (merging the copy
+when the run has no merge yet: ``python -m core merge RUN_DIR`` first keeps it), Compare on a test paragraph, and
+the Classroom's quiz card with its badges. The PNGs go to
 ``assets/screenshots/`` (or ``--out``). The test suite never runs this: it would rewrite tracked files.
 
 Needs Debian's chromium (``bash scripts/setup.sh --tests``) and playwright (in requirements.txt).
@@ -12,6 +13,8 @@ Needs Debian's chromium (``bash scripts/setup.sh --tests``) and playwright (in r
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -24,6 +27,13 @@ from core.locale import text as t  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,10 +50,13 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     from playwright.sync_api import sync_playwright
 
-    with tempfile.TemporaryDirectory() as tmp:
+    # beside the run, so that its files can be hard links (a symbolic link would be refused: the app never follows
+    # a run name out of its runs folder)
+    with tempfile.TemporaryDirectory(dir=run.parent, prefix=".screenshots-") as tmp:
         runs = Path(tmp) / "runs"
         runs.mkdir()
-        (runs / run.name).symlink_to(run, target_is_directory=True)
+        shutil.copytree(run, runs / run.name, copy_function=_link_or_copy)
+        run = runs / run.name
         proc, url = serve(runs, Path(tmp) / "app.log", lang="vi")
         try:
             with sync_playwright() as pw:
@@ -85,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                 panel = tab("compare.tab")
                 panel.get_by_role("button", name=t("compare.generate", "vi")).click()
                 page.wait_for_selector("#tab-compare .ls-pane")
+                page.locator("#tab-compare .ls-pane").first.scroll_into_view_if_needed()  # the three answers
                 shot("compare.png", full_page=False)
 
                 panel = tab("classroom.tab")

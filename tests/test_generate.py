@@ -67,6 +67,7 @@ def test_repetition_penalty_counts_the_answer_only():
 
 
 def test_repetition_penalty_changes_what_a_looping_model_writes(micro_model):
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from core.inference.generate import generate
@@ -79,3 +80,6 @@ def test_repetition_penalty_changes_what_a_looping_model_writes(micro_model):
     strict = generate(model, tok, [prompt], DecodingConfig(max_new_tokens=24, repetition_penalty=1e6))[0].token_ids
     assert strict[0] == greedy[0]  # nothing to penalise yet
     assert len(set(strict)) == len(strict), strict  # no token of the answer twice
+    # each answer says the precision it was computed in (the Compare tab explains a merged model in another)
+    assert generate(model, tok, [prompt], DecodingConfig(max_new_tokens=2))[0].dtype == "float32"
+    assert generate(model.to(torch.bfloat16), tok, [prompt], DecodingConfig(max_new_tokens=2))[0].dtype == "bfloat16"

@@ -123,12 +123,32 @@ def test_export_handler_writes_a_checked_gguf_and_says_how_to_use_it(merged, mic
 
 # ----------------------------------------------------------------------------- compare
 
+
+def test_a_merged_pane_in_another_precision_says_why_it_parts():
+    """A bf16 run on a CPU with native bf16: base + adapter runs in bfloat16, the merged model (saved in float32)
+    in float32. Where their tokens part, the merged pane says it is the precision; where they agree, or both run
+    in one precision, it says nothing."""
+    from core.inference.generate import Generation
+    from gui.render.compare import render_panes
+
+    note = html.escape(t("compare.dtype_differs", "en", merged="float32", adapter="bfloat16"))
+    base = Generation("p", "x", [9], "bfloat16")
+    adapter = Generation("p", "a b c", [1, 2, 3], "bfloat16")
+    parted = Generation("p", "a b d", [1, 2, 4], "float32")
+    assert note in render_panes({"base": base, "adapter": adapter, "merged": parted}, "en")[2]
+    same = Generation("p", "a b c", [1, 2, 3], "float32")
+    assert note not in render_panes({"base": base, "adapter": adapter, "merged": same}, "en")[2]
+    one_precision = Generation("p", "a b d", [1, 2, 4], "bfloat16")
+    assert "ls-note" not in render_panes({"base": base, "adapter": adapter, "merged": one_precision}, "en")[2]
+
 def test_compare_three_panes_merged_identical(merged, micro_run, runs_dir):
     prompt, context = tab_compare.example_input(micro_run, 0, str(runs_dir))
     assert context and not prompt  # MCQ run: a paragraph of the test split
     base, adapter, merged_pane, status = tab_compare.compare(
         micro_run, "", context, "greedy", 0.7, 0.9, 0, 12, "en", str(runs_dir))
     assert "ls-error" not in status, status
+    # the demo preset's run writes the right option first: the status says why every key in the panes is A
+    assert html.escape(t("compare.key_first", "en")) in status
     assert t("compare.reference_badge", "en") in adapter
     assert t("compare.identical", "en") in merged_pane
     assert "ls-badge" in base

@@ -108,6 +108,30 @@ def test_the_model_is_put_back_after_the_block_even_when_it_fails(micro_model_fa
         NarrowVocab({1, 2}, head.weight.shape[0]).narrow(torch.tensor([[1, 5]]))
 
 
+def test_a_16_bit_model_gets_its_narrow_logits_in_float32(micro_model_factory):
+    """A bfloat16 model: the narrow output layer computes in float32, so its logits agree with the bfloat16 layer's
+    to within that layer's rounding but are not themselves rounded to bfloat16 (ties of the rounding do not decide
+    greedy tokens); the model's own layers stay bfloat16."""
+    import torch
+
+    from core.inference.vocab import NarrowVocab
+
+    tok, model = _model(micro_model_factory, "llama")
+    model = model.to(torch.bfloat16)
+    x = torch.tensor([tok.encode(PROMPTS[1])])
+    with torch.no_grad():
+        whole = model(input_ids=x).logits
+    head = model.get_output_embeddings()
+    narrow = NarrowVocab(set(range(0, head.weight.shape[0], 3)) | set(x[0].tolist()), head.weight.shape[0])
+    with narrow.applied(model), torch.no_grad():
+        inside = model(input_ids=narrow.narrow(x)).logits
+    assert whole.dtype == torch.bfloat16 and inside.dtype == torch.float32
+    reference = whole[..., narrow.wide_of].float()
+    assert torch.allclose(inside, reference, rtol=2 ** -7, atol=1e-2)
+    assert not torch.equal(inside, inside.bfloat16().float())  # more precision than bfloat16 holds
+    assert model.get_output_embeddings() is head and head.weight.dtype == torch.bfloat16
+
+
 def test_spelling_tokens_keep_vietnamese_letters_and_leave_out_other_scripts(tokenizer):
     from core.inference.vocab import spelling_tokens
 

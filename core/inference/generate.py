@@ -21,6 +21,8 @@ class Generation:
     prompt: str
     text: str
     token_ids: list[int]
+    dtype: str = ""  # the dtype the model computed in ("bfloat16", "float32"): a merged model in another one
+    # parts from base + adapter by rounding alone
 
 
 def logits_processors(decoding: DecodingConfig, prompt_length: int):
@@ -122,6 +124,7 @@ def generate(model, tokenizer, prompts: Iterable[str], decoding: DecodingConfig 
     device = model_device(model)
     contiguous_head(model)
     out: list[Generation] = []
+    dtype = str(getattr(model, "dtype", "")).removeprefix("torch.")
     for prompt in prompts:
         ids = encode_prompt(tokenizer, prompt)
         input_ids = torch.tensor([ids], device=device)
@@ -133,7 +136,7 @@ def generate(model, tokenizer, prompts: Iterable[str], decoding: DecodingConfig 
             seq = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), generation_config=gc,
                                  logits_processor=logits_processors(decoding, len(ids)))
         new = seq[0, len(ids):].tolist()
-        out.append(Generation(prompt, tokenizer.decode(new, skip_special_tokens=True), new))
+        out.append(Generation(prompt, tokenizer.decode(new, skip_special_tokens=True), new, dtype))
     return out
 
 

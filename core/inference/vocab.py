@@ -10,7 +10,9 @@ How: inside ``generate()`` the ids are renumbered 0..K-1 (:class:`NarrowVocab`):
 back to the model's own ids, the output layer holds only those K rows, and the sequences come back in the model's
 ids. Greedy decoding gives the same tokens as over the whole vocabulary whenever each step's best token is in the
 set; sampling and the log-probabilities are over the set, renormalised. Every single-character Latin or Vietnamese
-token stays in the set, so any word can still be spelled.
+token stays in the set, so any word can still be spelled. The narrow layer computes in float32 whatever the
+model's dtype (a bfloat16 one rounds the logits coarsely enough to decide greedy tokens; see :func:`_narrow_head`),
+so over the set a 16-bit model's greedy tokens are those of a float32 output layer, not of its own.
 
 Owns the set of a run (:func:`run_vocabulary`) and the swap; the quiz decides when to use it. It must not change
 the model outside its ``with`` block.
@@ -27,8 +29,6 @@ from pathlib import Path
 from typing import Iterable
 
 import torch
-
-from core.inference.generate import _contiguous_input
 
 log = logging.getLogger(__name__)
 
@@ -101,16 +101,26 @@ class WideEmbedding(torch.nn.Module):
         return self.inner(self.wide_of[input_ids])
 
 
+def _float32_input(module, args):
+    return (args[0].float().contiguous(), *args[1:]) if args else None
+
+
 def _narrow_head(head, ids):
-    """The output layer's rows ``ids`` as a Linear of their own (made on the meta device: no weights to initialise),
-    given a contiguous input as :func:`~core.inference.generate.contiguous_head` gives the whole one."""
-    weight = head.weight.detach().index_select(0, ids.to(head.weight.device)).contiguous()
+    """The output layer's rows ``ids`` as a float32 Linear of their own (made on the meta device: no weights to
+    initialise), its input made contiguous (as :func:`~core.inference.generate.contiguous_head` does for the whole
+    one) and float32.
+
+    Why float32 for a 16-bit model: bfloat16 keeps 8 bits of mantissa, so logits near 20 are rounded to steps of
+    0.125 and the top tokens of a step often tie or swap; greedy decoding then follows the rounding. In float32
+    the narrow layer costs K x hidden multiply-adds a token (2,865 x 640 for the demo), nothing beside the model.
+    """
+    weight = head.weight.detach().index_select(0, ids.to(head.weight.device)).float().contiguous()
     bias = getattr(head, "bias", None)
     out = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device="meta")
     out.weight = torch.nn.Parameter(weight, requires_grad=False)
     if bias is not None:
-        out.bias = torch.nn.Parameter(bias.detach().index_select(0, ids.to(bias.device)), requires_grad=False)
-    out.register_forward_pre_hook(_contiguous_input)
+        out.bias = torch.nn.Parameter(bias.detach().index_select(0, ids.to(bias.device)).float(), requires_grad=False)
+    out.register_forward_pre_hook(_float32_input)
     return out
 
 

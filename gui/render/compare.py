@@ -9,7 +9,7 @@ import re
 from typing import Any
 
 from core.inference.generate import first_divergence
-from core.inference.modelset import ADAPTER, WHICH
+from core.inference.modelset import ADAPTER, MERGED, WHICH
 from core.locale import text as t
 from gui.edge import note_html
 
@@ -74,6 +74,10 @@ def render_panes(gens: dict[str, Any], lang: str) -> tuple[str, str, str]:
         elif which in gens:
             g = gens[which]
             body = word_diff_html(g.text, ref.text) if g.text.strip() else text_html(g.text, lang)
+            if which == MERGED and g.dtype and ref.dtype and g.dtype != ref.dtype \
+                    and first_divergence(ref.token_ids, g.token_ids) is not None:
+                # not the merge's fault: the two compute in different precisions here (the merge check does not)
+                body += note_html(t("compare.dtype_differs", lang, merged=g.dtype, adapter=ref.dtype))
             out.append(pane_html(title, divergence_badge(g.token_ids, ref.token_ids, lang), body))
         else:
             out.append(pane_html(title, "", note_html(t("compare.merge_first", lang), "warn")))

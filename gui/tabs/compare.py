@@ -105,6 +105,9 @@ def compare(run: str | None, prompt: str, context: str, mode: str, temperature: 
                            progress)
     gens = {which: out[0] for which, out in outputs.items()}
     status = note_html(t("compare.timing", lang, n=len(gens), s=num(time.monotonic() - t0, lang)))
+    template = run_template(run_dir)
+    if template in tasks.TASKS and tasks.get(template).key_first:  # every key here is A: say why
+        status += note_html(t("compare.key_first", lang))
     return (*render_panes(gens, lang), status)
 
 
