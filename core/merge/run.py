@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from core import locale
+from core import allocator, locale
 from core.config import DecodingConfig, MergeConfig
 from core.errors import ConfigError, StudioError
 from core.inference.adapters import adapter_sha256, apply_adapter, load_adapter_tensors, load_base, tokenizer_for
@@ -95,12 +95,18 @@ def merge_run(run_dir: str | Path, *, dtype: str = "float32", onto: str = "auto"
         progress: called as ``progress(stage, **args)`` at each stage (the GUI shows it in its language).
     Returns:
         The MergeReport; ``already_merged`` is True when the folder already held this merge (nothing rewritten).
+        The models it loaded are gone when it returns, and their pages handed back to the system (a chain trains
+        its next stage in the same process: under jemalloc, which keeps freed pages, they stayed held).
     Raises:
         AdapterError: missing files, NaN weights, an adapter made for another base.
         ConfigError: bad dtype / onto; StudioError: an output folder that is not ours.
     """
-    with _MERGE_LOCK:
-        return _merge_run(run_dir, dtype, onto, out, n_prompts, max_new_tokens, progress or _log_stage)
+    try:
+        with _MERGE_LOCK:
+            return _merge_run(run_dir, dtype, onto, out, n_prompts, max_new_tokens, progress or _log_stage)
+    finally:
+        gc.collect()  # _merge_run's models are unreachable now
+        allocator.release()
 
 
 def _reference_model(run: RunInfo, dtype: str) -> tuple[Any, str, str, dict, list[dict]]:
