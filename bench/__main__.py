@@ -12,6 +12,8 @@ section can be re-run alone). Sections:
     demo         the classroom result: MCQ validity of base vs fine-tuned on the test split
     mcq-checks   the content checks on the bundled gold MCQs: false flags, moved keys caught (seconds)
     mcq-read     MCQs for the test split read as a teacher reads them: reader-judged correct k/n per case
+    mcq-reader   the quiz's second reader (the base model checks each key): right on the train split's gold MCQs?
+                 and does it choose better among the read evaluation's fully read candidates? (~12 min)
     nf4          bitsandbytes' NF4 against a reference quantizer in numpy, and the CPU shortcut that scrambles it
     merge-matrix every merge a user can click (model × method × dtype × init × target), 2 steps each, checked
     price        presets/price_qlora.yaml on SmolLM2 (CPU budget): its MAE beside mean, linear regression, gradient boosting
@@ -35,7 +37,7 @@ from core.paths import REPO_ROOT
 
 DOCS = REPO_ROOT / "docs"
 RESULTS = DOCS / "bench_results.json"
-SECTIONS = ("system", "throughput", "load", "memory", "allocator", "e2e", "ui", "demo", "mcq-checks", "mcq-read", "nf4", "merge-matrix", "price", "scaling", "gpu")
+SECTIONS = ("system", "throughput", "load", "memory", "allocator", "e2e", "ui", "demo", "mcq-checks", "mcq-read", "mcq-reader", "nf4", "merge-matrix", "price", "scaling", "gpu")
 # the long ones run only when asked for: the read evaluation needs a person to read, the matrix ~40 min
 DEFAULT = ("system", "throughput", "load", "memory", "allocator", "e2e", "ui", "demo", "mcq-checks", "nf4", "scaling")
 QUICK = ("system", "throughput")
@@ -83,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--whole-vocabulary", action="store_true",
                    help="mcq-read: also the pipeline over the whole vocabulary (the baseline of the run's vocabulary "
                         "the Classroom writes with)")
+    p.add_argument("--reader", action="store_true",
+                   help="mcq-read: also the pipeline with the second reader (the base model's check of each "
+                        "candidate's key, core quiz --reader)")
     p.add_argument("--candidates", type=int, default=None, metavar="N",
                    help="mcq-read: the pipeline writes N candidates a question (default: the Classroom's)")
     p.add_argument("--full", action="store_true", help="merge-matrix: every cell (default: a representative subset)")
@@ -144,7 +149,12 @@ def main(argv: list[str] | None = None) -> int:
                         else args.demo_run or [demo_run or e2e.train_demo(tmp / "mcq-read")])
                 kept = mcq_read.rows_by_run(last) if args.keep else {}
                 results["mcq_read"] = mcq_read.section(runs, generated=again, kept=kept, candidates=args.candidates,
-                                                       whole_vocabulary=args.whole_vocabulary)
+                                                       whole_vocabulary=args.whole_vocabulary,
+                                                       reader=args.reader)
+        if "mcq-reader" in sections and not (args.quick or args.tiny):
+            from bench import mcq_reader
+
+            results["mcq_reader"] = mcq_reader.section(results.get("mcq_read", {}))
         if "mcq-checks" in sections:
             from bench import mcq_checks
 

@@ -41,6 +41,7 @@ class Case:
     teacher_answer: bool = False
     candidates: int | None = None  # the pipeline's candidates (None: the Classroom's, quiz.CANDIDATES)
     narrow: bool = True  # the pipeline writes with the run's vocabulary (core.inference.vocab), as the Classroom does
+    reader: bool = False  # the base model reads each candidate (core.inference.verifier; core quiz --reader)
 
     def with_candidates(self, n: int | None) -> "Case":
         """This case with ``n`` candidates, named so (``pipeline ×6``) when ``n`` is not the Classroom's."""
@@ -48,11 +49,12 @@ class Case:
 
         if not self.pipeline or not n or n == CANDIDATES:
             return self
-        return Case(f"{self.name} ×{n}", self.which, True, self.teacher_answer, n, self.narrow)
+        return Case(f"{self.name} ×{n}", self.which, True, self.teacher_answer, n, self.narrow, self.reader)
 
 
 CASES = (Case("base", "base", False), Case("tuned-plain", "adapter", False), Case("pipeline", "adapter", True))
 WHOLE = Case("pipeline, whole vocabulary", "adapter", True, narrow=False)  # --whole-vocabulary: the step's baseline
+READER = Case("pipeline + second reader", "adapter", True, reader=True)  # --reader: the step, measured
 TEACHER = Case("pipeline, teacher's answer", "adapter", True, teacher_answer=True)
 
 
@@ -75,27 +77,29 @@ def generate(run_dir: str | Path, cases: tuple[Case, ...] = CASES, limit: int | 
     paragraphs = test_paragraphs()[:limit]
     out = []
     for case in cases:
-        writer = (QuizWriter(models, which=case.which, run_dir=run_dir, narrow=case.narrow,
+        writer = (QuizWriter(models, which=case.which, run_dir=run_dir, narrow=case.narrow, reader=case.reader,
                              candidates=case.candidates or candidates or CANDIDATES) if case.pipeline else None)
         for p in paragraphs:
             t0 = time.monotonic()
             extra = {}
             if writer is not None:
-                # every candidate, best first: the first is the Classroom's question; all of them give the ceiling
-                # a perfect chooser would reach
-                written = writer.write(p["context"], answer=p["answer"] if case.teacher_answer else None,
-                                       k=writer.candidates)
-                q = written[0]
+                answer = p["answer"] if case.teacher_answer else None
+                q = writer.write(p["context"], answer=answer)[0]  # the Classroom's question, as it times it
+                seconds = time.monotonic() - t0
                 text, status, reasons = q.text, q.status, list(q.reasons)
+                # every candidate, best first (written again, untimed; the first is the question above): all of
+                # them give the ceiling a perfect chooser would reach
+                written = writer.write(p["context"], answer=answer, k=writer.candidates)
                 extra = {"candidates": [{"key": review_key(p["context"], c.text), "text": c.text, "focus": c.focus,
                                          "logprob": c.logprob, "key_confidence": c.key_confidence,
-                                         "reasons": list(c.reasons)} for c in written]}
+                                         "reasons": list(c.reasons), "reader": c.reader} for c in written]}
             else:
                 raw = models.generate([models.prompt_for({"context": p["context"]})], case.which, greedy)[0].text
                 cand = read_candidate(raw, p["context"], rekey=False)
                 text, status, reasons = reviewed_text(raw), "ok" if not cand.reasons else "flagged", list(cand.reasons)
+                seconds = time.monotonic() - t0
             out.append({"case": case.name, "task": models.template, "context_id": p["context_id"], "text": text, "status": status,
-                        "reasons": reasons, "seconds": round(time.monotonic() - t0, 2),
+                        "reasons": reasons, "seconds": round(seconds, 2),
                         "key": review_key(p["context"], text), **extra})
     return out
 
@@ -191,7 +195,7 @@ def rows_by_run(last: dict) -> dict[str, list[dict]]:
 
 def section(run_dirs: list[str | Path], generated: list[dict] | None = None, limit: int | None = None,
             kept: dict[str, list[dict]] | None = None, candidates: int | None = None,
-            whole_vocabulary: bool = False) -> dict:
+            whole_vocabulary: bool = False, reader: bool = False) -> dict:
     """The mcq-read section: generate (unless ``generated`` is given: ``--reread``), look up verdicts, report.
 
     The base model is generated once (with the first run's prompt); each run adds its tuned-plain and pipeline
@@ -210,7 +214,8 @@ def section(run_dirs: list[str | Path], generated: list[dict] | None = None, lim
             cases = CASES if n == 0 else CASES[1:]
             if tasks.get(run_template(Path(run))).takes_answer:
                 cases += (TEACHER,)
-            cases = tuple(c.with_candidates(candidates) for c in cases) + ((WHOLE,) if whole_vocabulary else ())
+            cases = (tuple(c.with_candidates(candidates) for c in cases) + ((WHOLE,) if whole_vocabulary else ())
+                     + ((READER,) if reader else ()))
             # every stored case of this run stays (a pipeline ×6 beside the ×4); the cases it lacks are generated
             reuse = [g for g in (kept or {}).get(Path(run).name, []) if n == 0 or g["case"] != "base"]
             missing = tuple(c for c in cases if c.name not in {g["case"] for g in reuse})
@@ -262,7 +267,15 @@ def section(run_dirs: list[str | Path], generated: list[dict] | None = None, lim
              "pipelines read 9/23 and 10/23) and with the checks' full-stop and given-away-key rules of that day. "
              "demo-after-cpt: continued pre-training on the bundled informatics book first (`presets/chain_1_cpt.yaml` "
              "on Gemma, max_length 512, 42 steps, 176 s; one of the 23 test paragraphs has a sentence in the book), "
-             "merged, then the demo recipe for 100 steps on the merged model (350 s), same machine.",
+             "merged, then the demo recipe for 100 steps on the merged model (350 s), same machine. "
+             "20261207-132659: the demo preset trained once more (a new session's machine of the same kind, 387 s "
+             "of training), its tuned-plain and pipeline rows as the Classroom writes them now; the same recipe as "
+             "20261207-084650, and yet 16 of its 23 greedy questions and 20 of the 23 chosen ones are other texts: "
+             "how far one training run lands from the next on another machine (trained a third time on the same "
+             "machine, 416 s, it wrote the same 69 questions and 92 candidates: on one machine training is "
+             "repeatable). *pipeline + second reader* (`--reader`, `core quiz "
+             "--reader`): the pipeline with the base model scoring each candidate's options "
+             "(`core.inference.verifier`; see the next section).",
              "",
              DEFINITION, "",
              "| case | structure valid | flagged by the checks | **reader-judged correct** | key_wrong | ambiguous | "

@@ -99,6 +99,7 @@ def markdown(r: dict) -> str:
                        ("scaling", "7. How cost grows: max_length, batch size, LoRA rank"),
                        ("demo", "Classroom demo: MCQ structure (correctness: the read evaluation below)"),
                        ("mcq_read", "Classroom: questions a teacher can use (read evaluation)"),
+                       ("mcq_reader", "Classroom: the second reader (the base model checks each key)"),
                        ("mcq_checks", "Classroom: the automatic content checks"),
                        ("nf4", "NF4 on the CPU: bitsandbytes against a reference quantizer"),
                        ("merge_matrix", "Merge matrix: every merge a user can click"),

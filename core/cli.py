@@ -441,7 +441,8 @@ def _cmd_quiz(args) -> int:
     rows = read_quiz_input(args.input)  # a missing, empty or paragraph-less file: before any model loads
     run = RunInfo.load(args.run_dir)  # not a run folder: likewise
     question_template(run.run_dir)  # another task: likewise
-    writer = QuizWriter(ModelSet.from_run(run.run_dir), candidates=args.candidates, narrow=not args.full_vocabulary)
+    writer = QuizWriter(ModelSet.from_run(run.run_dir), candidates=args.candidates, narrow=not args.full_vocabulary,
+                        reader=args.reader)
     questions = []
     for i, row in enumerate(rows, 1):
         got = writer.write(row["context"], answer=row.get("answer"), k=args.per_paragraph, seed=i)
@@ -632,6 +633,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--full-vocabulary", action="store_true",
                    help="let the model write any token of its vocabulary (default: the tokens of the run's training "
                         "rows and of the paragraph; 2-3x faster on a CPU with a large vocabulary)")
+    q.add_argument("--reader", action="store_true",
+                   help="a second reader: the base model scores each candidate's options, ranks the candidates by "
+                        "whether it backs the key, and flags a key it disputes (about 2 s more a question on 2 cores)")
     q.set_defaults(func=_cmd_quiz)
 
     c = sub.add_parser("chain", help="train presets in turn, each on the previous stage's merged model")

@@ -2,9 +2,11 @@
 
 For each paragraph: sample a few candidates at once (one prompt, ``num_return_sequences``), read each (the
 answer it planned, its MCQ), re-key it where the plan or the paragraph says the key is wrong, check its
-structure and content, and keep the best. A teacher may choose the answer of a question; the answer-first
-task (``mcq_answer_first``) then writes the question for it. Every question comes back with a status —
-``ok``, or ``flagged`` with its reason codes — and the GUI and the CLI put the codes into words.
+structure and content, optionally have the base model read it as a second reader (:mod:`core.inference.verifier`:
+does the paragraph support the key more than the other options?), and keep the best. A teacher may choose the
+answer of a question; the answer-first task (``mcq_answer_first``) then writes the question for it. Every
+question comes back with a status — ``ok``, or ``flagged`` with its reason codes — and the GUI and the CLI put
+the codes into words.
 
 It uses the models it is given (a :class:`~core.inference.modelset.ModelSet`); it loads none itself.
 """
@@ -24,7 +26,8 @@ from core.data import clean_text, encode_prompt, iter_jsonl
 from core.inference.batch import run_prompt, run_template
 from core.errors import DataError
 from core.inference.generate import contiguous_head, generation_config, logits_processors, model_device
-from core.inference.modelset import ADAPTER
+from core.inference.modelset import ADAPTER, BASE
+from core.inference.verifier import CLEAR_MARGIN, OptionSupport, option_supports
 from core.tasks.mcq_checks import MCQCheck, validate_mcq
 from core.tasks.mcq_content import KEY_BETTER_MIN, KEY_MARGIN, ContentCheck, check_content
 from core.tasks.mcq_format import (LETTERS, MCQ, MCQ_ANSWER_PREFIX, format_mcq, parse_mcq, shuffle_options,
@@ -35,7 +38,8 @@ OK, FLAGGED = "ok", "flagged"
 # reason codes of the pipeline itself (the structure and content checks have their own)
 REKEYED = "rekeyed"  # the key was moved to the option the plan or the paragraph names (said, not a flag)
 PLAN_NOT_KEPT = "plan_not_kept"  # the model named an answer, then wrote no option for it
-PIPELINE_CODES = (REKEYED, PLAN_NOT_KEPT)
+READER_DISAGREES = "reader_disagrees"  # the base model, reading the paragraph, clearly prefers another option
+PIPELINE_CODES = (REKEYED, PLAN_NOT_KEPT, READER_DISAGREES)
 # How the candidates are drawn. Measured on the test split's paragraphs (docs/BENCHMARKS.md, the read evaluation):
 # see the table there for what N and the temperature gave.
 CANDIDATES = 4
@@ -58,6 +62,7 @@ class Candidate:
     logprob: float = 0.0  # mean log-probability of its tokens
     focus: str | None = None  # the sentence it was asked to ask about (the focus task)
     key_probs: dict = field(default_factory=dict)  # the model's letter distribution where it wrote the key
+    reader: OptionSupport | None = None  # the second reader's support of each option (None: not read)
 
     @property
     def key_confidence(self) -> float | None:
@@ -73,20 +78,41 @@ class Candidate:
         return split_answer_line(self.raw)[1].strip()
 
     @property
-    def reasons(self) -> tuple[str, ...]:
+    def checks(self) -> tuple[str, ...]:
+        """The codes of the structure and content checks, and of a plan not kept."""
         out = list(self.structure.reasons) + list(self.content.codes)
         if not self.plan_kept:
             out.append(PLAN_NOT_KEPT)
         return tuple(out)
 
+    @property
+    def reader_disagrees(self) -> bool:
+        return self.reader is not None and self.structure.valid and self.reader.disagrees(self.mcq.answer)
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        return self.checks + ((READER_DISAGREES,) if self.reader_disagrees else ())
+
+    @property
+    def reader_tier(self) -> int:
+        """-1: the second reader clearly backs the key; 1: it clearly prefers another option; 0: unclear or unread."""
+        if self.reader is None or not self.structure.valid:
+            return 0
+        margin = self.reader.margin(self.mcq.answer)
+        return -1 if margin >= CLEAR_MARGIN else 1 if margin <= -CLEAR_MARGIN else 0
+
     def rank(self) -> tuple:
-        """Better candidates sort first: valid structure, no flag, the plan kept, then support and likelihood."""
+        """Better candidates sort first: valid structure, fewest check flags, the plan kept, the second reader's
+        verdict on the key (backs it, unclear, prefers another), then the paragraph's word support and likelihood.
+
+        The reader (when asked for) comes before word support; what it gave is measured in docs/BENCHMARKS.md
+        (``python -m bench --only mcq-reader``, and the read evaluation's *pipeline + second reader*)."""
         key = self.mcq.answer
         support = focus_support(self.mcq, self.focus) if self.focus else self.content.support
         key_support = support.get(key, 0.0) if key else 0.0
         others = max((v for x, v in support.items() if x != key), default=0.0)
-        return (not self.structure.valid, len(self.reasons), not self.plan_kept, -(key_support - others),
-                -self.logprob)
+        return (not self.structure.valid, len(self.checks), not self.plan_kept, self.reader_tier,
+                -(key_support - others), -self.logprob)
 
 
 @dataclass
@@ -107,6 +133,7 @@ class QuizQuestion:
     focus: str | None = None  # the sentence it was written on (the focus task)
     logprob: float = 0.0  # the mean log-probability of its tokens
     key_confidence: float | None = None  # the model's probability of its key against the other letters
+    reader: dict | None = None  # the second reader's support of each option ({"A": nats, …}; None: not read)
 
     @property
     def mcq(self) -> MCQ:
@@ -195,11 +222,16 @@ def choose(candidates: list[Candidate], paragraph: str, started: float, answer: 
     best = min(candidates, key=Candidate.rank)
     reasons = best.reasons
     detail = {f.code: {"options": list(f.options), **f.detail} for f in best.content.flags}
+    if best.reader_disagrees:
+        detail[READER_DISAGREES] = {"options": [best.mcq.answer, best.reader.best],
+                                    "margin": round(best.reader.margin(best.mcq.answer), 2)}
     return QuizQuestion(paragraph=paragraph, text=best.text, status=FLAGGED if reasons else OK, reasons=reasons,
                         answer=answer or best.planned, rekeyed_from=best.rekeyed_from,
-                        structure_ok=best.structure.valid, content_ok=best.content.passed,
+                        structure_ok=best.structure.valid,
+                        content_ok=best.content.passed and not best.reader_disagrees,
                         n_candidates=len(candidates), seconds=round(time.monotonic() - started, 2), detail=detail,
-                        focus=best.focus, logprob=round(best.logprob, 4), key_confidence=best.key_confidence)
+                        focus=best.focus, logprob=round(best.logprob, 4), key_confidence=best.key_confidence,
+                        reader=dict(best.reader.scores) if best.reader is not None else None)
 
 
 class Drawn(NamedTuple):
@@ -369,15 +401,19 @@ class QuizWriter:
         decoding: the sampling settings (temperature, top-p, max new tokens, the repetition penalty).
         narrow: write with the run's vocabulary only (its training rows' tokens and the paragraph's,
             :mod:`core.inference.vocab`): the output layer's cost falls from most of a step to a few percent.
+        reader: have the base model (every adapter disabled) score each candidate's options as its answer
+            (:mod:`core.inference.verifier`): it ranks the candidates, and a key it clearly disputes is flagged.
+            Off by default: on the demo run of 2026-12-07 it chose as many correct questions as the pipeline without
+            it (15 of 23 each) and added about 2 s a question (p95 11.2 s against 8.8), over the Classroom's 10 s.
     """
 
     def __init__(self, models, *, which: str = ADAPTER, run_dir: str | Path | None = None,
                  candidates: int = CANDIDATES, decoding: DecodingConfig | None = None, rekey: bool = True,
-                 narrow: bool = True):
+                 narrow: bool = True, reader: bool = False):
         self.run_dir = Path(run_dir or models.run_dir)
         self.template = question_template(self.run_dir)
         self.models, self.which, self.candidates, self.rekey = models, which, max(1, int(candidates)), rekey
-        self.narrow = narrow
+        self.narrow, self.reader = narrow, reader
         self.decoding = decoding or DecodingConfig(max_new_tokens=MAX_NEW_TOKENS, do_sample=candidates > 1,
                                                    temperature=TEMPERATURE, top_p=TOP_P,
                                                    repetition_penalty=tasks.get(self.template).repetition_penalty)
@@ -429,6 +465,8 @@ class QuizWriter:
         key_first = tasks.get(self.template).key_first
         candidates = [read_candidate(d.text, paragraph, planned=answer, logprob=d.logprob, rekey=self.rekey, focus=f,
                                      key_probs=d.key_probs, key_first=key_first) for d, f in drawn]
+        if self.reader:
+            self.read(candidates, paragraph, k)
         out: list[QuizQuestion] = []
         used: set[str] = set()
         for cand in sorted(candidates, key=Candidate.rank):
@@ -442,6 +480,22 @@ class QuizWriter:
         for q in out:
             q.n_candidates = len(candidates)
         return out
+
+    def read(self, candidates: list[Candidate], paragraph: str, k: int = 1) -> None:
+        """The second reader: the base model scores the options of the structurally valid candidates that can be
+        among the ``k`` chosen (in place): the reader ranks after the checks, so a candidate with more check flags
+        than the ``k``-th best cannot move ahead of it, and is not read (about 0.4 s a candidate on 2 cores)."""
+        valid = [c for c in candidates if c.structure.valid]
+        if not valid:
+            return
+        levels = [(len(c.checks), not c.plan_kept) for c in valid]  # the rank's terms before the reader's
+        bar = sorted(levels)[min(k, len(valid)) - 1]
+        valid = [c for c, level in zip(valid, levels) if level <= bar]
+        with self.models.use(BASE) as model:
+            supports = option_supports(model, self.models.tokenizer, paragraph,
+                                       [(c.mcq.question, c.mcq.options) for c in valid])
+        for cand, support in zip(valid, supports):
+            cand.reader = support
 
 
 # --------------------------------------------------------------------------- what a teacher hands in

@@ -243,7 +243,7 @@ def describe_flags(question, lang: str = "vi", *, structure: bool = True) -> lis
     Structure reasons come first (unless ``structure`` is False: the card lists them), then each content code with
     the options it names, then what the pipeline did.
     """
-    from core.inference.quiz import PLAN_NOT_KEPT, REKEYED
+    from core.inference.quiz import PLAN_NOT_KEPT, READER_DISAGREES, REKEYED
 
     lang = _lang(lang)
     out: list[str] = []
@@ -256,7 +256,7 @@ def describe_flags(question, lang: str = "vi", *, structure: bool = True) -> lis
             continue
         options = list((question.detail.get(code) or {}).get("options") or [])
         args = {"options": _letters(options)}
-        if code == "key_unsupported" and len(options) == 2:
+        if code in ("key_unsupported", READER_DISAGREES) and len(options) == 2:
             args.update(key=options[0], better=options[1])
         if code == "near_duplicate_options" and len(options) >= 2:
             args.update(a=options[0], b=options[1])
