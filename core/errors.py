@@ -15,6 +15,15 @@ class StudioError(Exception):
         self.field = field
         self.issues = issues or []
 
+    def __reduce__(self):
+        # pickled whole (a chain stage runs in its own process and its error comes back to the parent): the
+        # default pickling calls cls(message) and loses the keyword-only field and issues
+        return _rebuild, (type(self), str(self), self.field, self.issues)
+
+
+def _rebuild(cls: type, message: str, field: str | None, issues: list) -> StudioError:
+    return cls(message, field=field, issues=issues)
+
 
 class ConfigError(StudioError):
     """A setting is unknown, of the wrong type or out of bounds."""

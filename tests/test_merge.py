@@ -360,6 +360,30 @@ def test_chain_trains_stage_two_on_stage_one_merged_model(run_cli, micro_model, 
     assert C.load_yaml(stage1 / "config.yaml").data.source == "sample:informatics_book"
 
 
+def test_a_chain_stage_runs_in_a_process_of_its_own_and_its_error_comes_back_whole():
+    """Each stage of a chain runs in a fresh process (run in one, a Gemma chain's second stage grew to 21 GB);
+    an engine error raised there reaches the parent with its message and its field."""
+    import os
+    import pickle
+
+    from core.errors import ConfigError, JobError
+    from core.merge.chain import _in_own_process
+
+    assert _in_own_process(os.getpid) != os.getpid()
+    err = pickle.loads(pickle.dumps(JobError("stage 2 failed", field="presets/x.yaml", issues=["a"])))
+    assert type(err) is JobError and str(err) == "stage 2 failed" and err.field == "presets/x.yaml"
+    assert err.issues == ["a"]
+    with pytest.raises(ConfigError, match="no such preset") as raised:
+        _in_own_process(_refuse, "presets/none.yaml")
+    assert raised.value.field == "presets/none.yaml"
+
+
+def _refuse(preset: str):
+    from core.errors import ConfigError
+
+    raise ConfigError(f"no such preset: {preset}", field=preset)
+
+
 def test_bf16_run_trains_on_cpu_and_merges_exactly_in_float32(micro_model, tmp_path):
     """The demo's setting: bfloat16 weights + bf16 compute on the CPU; the merge is checked in float32."""
     from core.merge.run import merge_run
