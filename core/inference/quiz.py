@@ -87,7 +87,7 @@ class Candidate:
 
     @property
     def reader_disagrees(self) -> bool:
-        return self.reader is not None and self.structure.valid and self.reader.disagrees(self.mcq.answer)
+        return self.reader_tier > 0
 
     @property
     def reasons(self) -> tuple[str, ...]:

@@ -97,7 +97,7 @@ def _common_length(a: list[int], b: list[int]) -> int:
     return n
 
 
-def _continuation_states(body, p_ids: list[int], conts: list[list[int]], pad: int, shared=None):
+def _continuation_states(body, device, p_ids: list[int], conts: list[list[int]], pad: int, shared=None):
     """The hidden state before each continuation token after the prefix ``p_ids``, and that token: ``(states,
     targets, owner)``, one row per token, ``owner`` the continuation's index. The prefix runs once; its cache is
     repeated for the continuations, which are right-padded (a padded position is never read). ``shared``: the cache
@@ -106,7 +106,6 @@ def _continuation_states(body, p_ids: list[int], conts: list[list[int]], pad: in
 
     import torch
 
-    device = next(body.parameters()).device
     n, width = len(conts), max(len(c) for c in conts)
     x = torch.tensor([c + [pad] * (width - len(c)) for c in conts], device=device)
     mask = torch.tensor([[1] * len(p_ids) + [1] * len(c) + [0] * (width - len(c)) for c in conts], device=device)
@@ -129,6 +128,9 @@ def continuation_logprobs(model, tokenizer, prompts: list[tuple[str, list[str]]]
     run their common tokens once, and the output layer runs once for all of them."""
     import torch
 
+    from core.inference.generate import model_device
+
+    device = model_device(model)
     body = model.get_decoder()
     weight = model.get_output_embeddings().weight
     softcap = getattr(model.config, "final_logit_softcapping", None)
@@ -151,9 +153,10 @@ def continuation_logprobs(model, tokenizer, prompts: list[tuple[str, list[str]]]
             if len(members) < 2:
                 continue
             n = min(min(_common_length(anchor, prefixes[i]), len(prefixes[i]) - 1) for i in members)
-            cache = body(input_ids=torch.tensor([anchor[:n]], device=weight.device), use_cache=True).past_key_values
+            cache = body(input_ids=torch.tensor([anchor[:n]], device=device), use_cache=True).past_key_values
             shared_of.update({i: cache for i in members})
-        parts = [_continuation_states(body, prefixes[i], conts[i], pad, shared_of.get(i)) for i in range(len(prompts))]
+        parts = [_continuation_states(body, device, prefixes[i], conts[i], pad, shared_of.get(i))
+                 for i in range(len(prompts))]
         lp = _float_logprobs(torch.cat([p[0] for p in parts]), weight, torch.cat([p[1] for p in parts]), softcap)
     out, at = [], 0
     for cs, (_, targets, owner) in zip(conts, parts):
